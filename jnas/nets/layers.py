@@ -1,0 +1,92 @@
+"""Building blocks shared by jnas networks: PyTorch-default initialisers, ReLU-Conv-BN,
+and the two probes the zero-cost proxies read out of a forward pass.
+
+Probes
+------
+* ``relu_kernel`` (NASWOT, Mellor et al. 2021): every ReLU adds
+  ``c c^T + (1-c)(1-c)^T`` for the binary code ``c = [x > 0]`` of its input, so the sum over
+  ReLUs counts, for each pair of images, the units on which they agree. Networks return
+  this ``(b, b)`` kernel beside the logits when built with ``codes=True``.
+* ``channel_probe`` (fisher, Abdelfattah et al. 2021): with ``probes=True`` each conv/linear
+  output ``a`` is multiplied by ``(1 + p)`` with ``p = 0`` of shape ``(b, 1, 1, c)``, so
+  ``dL/dp[b, c] = sum_hw a * dL/da``, the per-image, per-channel term of the Fisher
+  pruning score, without storing activations.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+from jaxtyping import Array, Float
+
+# PyTorch's default Conv/Linear init: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
+# Zero-cost proxies are published for networks with this init, so jnas uses it too.
+torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias_init(fan_in: int):
+    """U(+-1/sqrt(fan_in)), PyTorch's default bias init."""
+    bound = 1.0 / jnp.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def relu_kernel(x: Float[Array, "b ..."]) -> Float[Array, "b b"]:
+    """NASWOT agreement kernel of one ReLU's input: ``c c^T + (1-c)(1-c)^T``, c = [x > 0].
+
+    Computed as ``(D + s s^T) / 2`` with ``s = 2c - 1`` (one matmul instead of two).
+    """
+    s = jnp.where(x.reshape(x.shape[0], -1) > 0, 1.0, -1.0).astype(jnp.float32)
+    return 0.5 * (s.shape[1] + s @ s.T)
+
+
+class ChannelProbe(nn.Module):
+    """Identity unless the ``probes`` collection is in use; then ``a * (1 + p)``, p = 0."""
+
+    @nn.compact
+    def __call__(self, a: Array) -> Array:
+        shape = (a.shape[0],) + (1,) * (a.ndim - 2) + (a.shape[-1],)
+        p = self.variable("probes", "scale", jnp.zeros, shape, a.dtype)
+        return a * (1.0 + p.value)
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> Conv (no bias) -> BatchNorm, the NAS-Bench-201 / DARTS conv op.
+
+    Returns ``(y, k)``: ``k`` is the NASWOT kernel of the ReLU input when ``codes`` else 0.
+    """
+
+    features: int
+    kernel: int
+    stride: int = 1
+    use_bn: bool = True
+    codes: bool = False
+    probes: bool = False
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> tuple[Array, Array]:
+        k = relu_kernel(x) if self.codes else jnp.zeros((), jnp.float32)
+        pad = (self.kernel - 1) // 2
+        y = nn.Conv(
+            self.features,
+            (self.kernel, self.kernel),
+            strides=(self.stride, self.stride),
+            padding=((pad, pad), (pad, pad)),
+            use_bias=False,
+            kernel_init=torch_kernel_init,
+            name="conv",
+        )(nn.relu(x))
+        if self.probes:
+            y = ChannelProbe(name="probe")(y)
+        if self.use_bn:
+            y = batch_norm(train, "bn")(y)
+        return y, k
+
+
+def batch_norm(train: bool, name: str) -> nn.BatchNorm:
+    """PyTorch-equivalent BatchNorm (momentum 0.1 there = 0.9 here, eps 1e-5, affine)."""
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)

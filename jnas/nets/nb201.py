@@ -1,0 +1,268 @@
+"""The NAS-Bench-201 CIFAR network (Dong & Yang, ICLR 2020), with the cell as an input.
+
+stem (3x3 conv, C) -> N cells (C) -> residual reduction -> N cells (2C) -> residual
+reduction -> N cells (4C) -> BN-ReLU -> global average pool -> linear classifier.
+
+The architecture is an *input array*, not a Python constant: one jitted function serves
+every architecture, and ``jax.lax.map``/``jax.vmap`` run a batch of different cells at once.
+The parameters are those of the supernet (every op on every edge), so **weights are shared
+across architectures**: architecture ``a`` uses the sub-tree of the ops it selects, and an
+op's weights are the same whichever cell selects it. Each op's weights are i.i.d. at
+init, so every sub-network is a correctly initialised network of its own architecture.
+(For independent weights per architecture, map ``init`` over keys.)
+
+How an edge picks its op (``select``):
+
+* ``"switch"`` -- ``nn.switch`` on the op index: only the chosen op runs. Best with
+  ``lax.map`` or a loop. Under ``vmap`` a switch turns into a select over all ops.
+* ``"mask"`` -- every op runs and the outputs are summed with weights; ``arch`` may be an
+  op-index array (one-hot weights) or a ``(6, 5)`` float array of mixing weights (the
+  DARTS mixed op). This is the form to ``vmap``: shared weights with a batch of inputs
+  become one large convolution.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from jnas.nets.layers import (
+    ChannelProbe,
+    ReLUConvBN,
+    batch_norm,
+    relu_kernel,
+    torch_bias_init,
+    torch_kernel_init,
+)
+from jnas.spaces import nb201 as space
+
+SELECT_MODES = ("switch", "mask")
+
+
+class Edge(nn.Module):
+    """One cell edge holding all five NB201 ops (op order as in :mod:`jnas.spaces.nb201`)."""
+
+    features: int
+    select: str = "switch"
+    use_bn: bool = True
+    codes: bool = False
+    probes: bool = False
+
+    def setup(self):
+        kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes)
+        self.nor_conv_1x1 = ReLUConvBN(self.features, 1, **kw)
+        self.nor_conv_3x3 = ReLUConvBN(self.features, 3, **kw)
+
+    def __call__(self, x: Array, op: Array, train: bool) -> tuple[Array, Array]:
+        b = x.shape[0]
+        zero_k = jnp.zeros((b, b) if self.codes else (), jnp.float32)  # kernel counts: float32, exact
+
+        def none(m, x):
+            return jnp.zeros_like(x), zero_k
+
+        def skip(m, x):
+            return x, zero_k
+
+        def conv1(m, x):
+            return m.nor_conv_1x1(x, train)
+
+        def conv3(m, x):
+            return m.nor_conv_3x3(x, train)
+
+        def pool(m, x):
+            y = nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False).astype(x.dtype)
+            return y, zero_k
+
+        branches = (none, skip, conv1, conv3, pool)
+        if self.select == "mask" or self.is_initializing():
+            outs = [f(self, x) for f in branches]  # at init: creates every op's variables
+        if self.select == "mask":
+            w = op if jnp.issubdtype(op.dtype, jnp.floating) else jax.nn.one_hot(op, len(branches), dtype=x.dtype)
+            y = sum(w[i] * o[0] for i, o in enumerate(outs))
+            k = sum(w[i] * o[1] for i, o in enumerate(outs))
+            return y, k
+        return nn.switch(op, branches, self, x)
+
+
+class Cell(nn.Module):
+    """NB201 cell: node j = sum_{i<j} edge_(i,j)(node i); the output is the last node."""
+
+    features: int
+    select: str = "switch"
+    use_bn: bool = True
+    codes: bool = False
+    probes: bool = False
+
+    @nn.compact
+    def __call__(self, x: Array, arch: Array, train: bool) -> tuple[Array, Array]:
+        nodes = [x]
+        k = jnp.zeros(())
+        for j in range(1, space.SPACE.num_nodes):
+            acc = None
+            for e, (i, jj) in enumerate(space.EDGES):
+                if jj != j:
+                    continue
+                edge = Edge(self.features, self.select, self.use_bn, self.codes, self.probes, name=f"edge_{e}")
+                y, ke = edge(nodes[i], arch[e], train)
+                acc = y if acc is None else acc + y
+                k = k + ke
+            nodes.append(acc)
+        return nodes[-1], k
+
+
+class ResidualReduction(nn.Module):
+    """ResNet basic block, stride 2: ReLUConvBN(3x3, s2) -> ReLUConvBN(3x3) plus an
+    avg-pool(2) + 1x1-conv shortcut, as between NB201 stages."""
+
+    features: int
+    use_bn: bool = True
+    codes: bool = False
+    probes: bool = False
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> tuple[Array, Array]:
+        kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes)
+        y, ka = ReLUConvBN(self.features, 3, stride=2, name="conv_a", **kw)(x, train)
+        y, kb = ReLUConvBN(self.features, 3, name="conv_b", **kw)(y, train)
+        s = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        s = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=torch_kernel_init, name="shortcut")(s)
+        if self.probes:
+            s = ChannelProbe(name="shortcut_probe")(s)
+        return y + s, ka + kb
+
+
+class NB201Network(nn.Module):
+    """NAS-Bench-201 network; ``apply(variables, x, arch, train)``.
+
+    Attributes:
+      C: channels of the first stage (16 in the benchmark); stages use C, 2C, 4C.
+      N: cells per stage (5 in the benchmark).
+      num_classes: classifier outputs.
+      select: ``"switch"`` or ``"mask"`` (see module docstring).
+      use_bn: False removes every BatchNorm (synflow is defined on such a network).
+      codes: also return the NASWOT ReLU-agreement kernel ``(b, b)``.
+      probes: insert fisher channel probes (a ``"probes"`` variable collection).
+
+    Returns:
+      logits ``(b, num_classes)``, or ``(logits, kernel)`` when ``codes``.
+
+    Example:
+      >>> net = NB201Network(C=8, N=1)
+      >>> x = jnp.zeros((2, 32, 32, 3)); arch = space.from_string(
+      ...     "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|")
+      >>> variables = net.init(jax.random.key(0), x, arch)
+      >>> net.apply(variables, x, arch, mutable=["batch_stats"])[0].shape
+      (2, 10)
+    """
+
+    C: int = 16
+    N: int = 5
+    num_classes: int = 10
+    select: str = "switch"
+    use_bn: bool = True
+    codes: bool = False
+    probes: bool = False
+
+    @nn.compact
+    def __call__(
+        self, x: Float[Array, "b h w c"], arch: Int[Array, "6"] | Float[Array, "6 5"], train: bool = True
+    ):
+        if self.select not in SELECT_MODES:
+            raise ValueError(f"unknown select mode {self.select!r}; valid modes are {list(SELECT_MODES)}")
+        kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes)
+        y = nn.Conv(self.C, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=torch_kernel_init, name="stem")(x)
+        if self.probes:
+            y = ChannelProbe(name="stem_probe")(y)
+        if self.use_bn:
+            y = batch_norm(train, "stem_bn")(y)
+        k = jnp.zeros(())
+        for stage, c in enumerate(self.stage_channels):
+            if stage > 0:
+                y, kr = ResidualReduction(c, name=f"reduce_{stage}", **kw)(y, train)
+                k = k + kr
+            for i in range(self.N):
+                y, kc = Cell(c, self.select, name=f"cell_{stage}_{i}", **kw)(y, arch, train)
+                k = k + kc
+        if self.use_bn:
+            y = batch_norm(train, "last_bn")(y)
+        if self.codes:
+            k = k + relu_kernel(y)
+        y = nn.relu(y).mean(axis=(1, 2))
+        fan_in = y.shape[-1]
+        logits = nn.Dense(
+            self.num_classes, kernel_init=torch_kernel_init, bias_init=torch_bias_init(fan_in), name="classifier"
+        )(y)
+        if self.probes:
+            logits = ChannelProbe(name="classifier_probe")(logits)
+        return (logits, k) if self.codes else logits
+
+    @property
+    def stage_channels(self) -> Sequence[int]:
+        return (self.C, 2 * self.C, 4 * self.C)
+
+
+def cost_tables(net: NB201Network, resolution: int = 32, in_channels: int = 3) -> dict[str, Array]:
+    """Parameter and MAC counts of ``net`` split into a fixed part and per-(edge, op) parts.
+
+    The cost of architecture ``a`` is ``fixed + sum_e per_op[e, a[e]]`` (see
+    :func:`arch_cost`). Parameters count every trainable leaf (BN affine included, running
+    statistics excluded); MACs count Conv and Dense multiply-accumulates at batch 1, the
+    AutoDL/NAS-Bench-201 FLOP convention. Both are read off the network's own parameter
+    shapes, so they follow ``C``, ``N``, ``num_classes`` and ``resolution``.
+
+    Returns:
+      ``{"params_fixed": (), "params_per_op": (6, 5), "macs_fixed": (), "macs_per_op": (6, 5)}``.
+    """
+    x = jax.ShapeDtypeStruct((1, resolution, resolution, in_channels), jnp.float32)
+    arch = jax.ShapeDtypeStruct((space.NUM_EDGES,), jnp.int32)
+    shapes = jax.eval_shape(lambda x, a: net.init(jax.random.key(0), x, a), x, arch)["params"]
+    params_fixed, macs_fixed = 0, 0
+    params_op = [[0] * space.NUM_OPS for _ in range(space.NUM_EDGES)]
+    macs_op = [[0] * space.NUM_OPS for _ in range(space.NUM_EDGES)]
+    for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]:
+        names = [p.key for p in path]
+        size = math.prod(leaf.shape)
+        macs = 0
+        if names[-1] == "kernel":
+            if len(leaf.shape) == 4:  # conv (kh, kw, cin, cout) at the output resolution
+                stage = _stage_of(names[0])
+                side = resolution // (2**stage)
+                macs = side * side * size
+            else:  # dense
+                macs = size
+        edge = next((n for n in names if n.startswith("edge_")), None)
+        if edge is None:
+            params_fixed += size
+            macs_fixed += macs
+        else:
+            e = int(edge.split("_")[1])
+            o = space.OPS.index(names[names.index(edge) + 1])
+            params_op[e][o] += size
+            macs_op[e][o] += macs
+    return {
+        "params_fixed": jnp.asarray(params_fixed, jnp.float32),
+        "params_per_op": jnp.asarray(params_op, jnp.float32),
+        "macs_fixed": jnp.asarray(macs_fixed, jnp.float32),
+        "macs_per_op": jnp.asarray(macs_op, jnp.float32),
+    }
+
+
+def _stage_of(module_name: str) -> int:
+    """Resolution stage of a top-level module: stem/stage-0 cells 0, reduce_s and cell_s_* s."""
+    if module_name.startswith("cell_"):
+        return int(module_name.split("_")[1])
+    if module_name.startswith("reduce_"):
+        return int(module_name.split("_")[1])
+    if module_name in ("stem",):
+        return 0
+    raise ValueError(f"cannot place module {module_name!r} in a stage")
+
+
+def arch_cost(fixed: Array, per_op: Float[Array, "6 5"], arch: Int[Array, "... 6"]) -> Array:
+    """``fixed + sum_e per_op[e, arch[e]]``; jit- and batch-friendly."""
+    return fixed + jnp.take_along_axis(per_op, jnp.asarray(arch)[..., :, None], axis=-1)[..., 0].sum(-1)

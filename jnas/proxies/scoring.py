@@ -1,0 +1,161 @@
+"""Score many architectures with one proxy in one jitted call.
+
+Two independent choices, all giving the same numbers:
+
+``mode`` -- how architectures are batched:
+
+* ``"map"``  -- ``jax.lax.map`` over the architectures inside one jit: one compilation, no
+  Python between architectures.
+* ``"loop"`` -- a Python loop over one jitted single-architecture function (the baseline
+  the benchmarks compare against).
+* ``"vmap"`` -- ``jax.vmap`` over a chunk of architectures. With shared weights and
+  masked edges the chunk becomes one large convolution, which fills a GPU.
+
+``select`` -- how an edge applies its op (see :mod:`jnas.nets.nb201`):
+
+* ``"switch"`` -- only the chosen op runs (``nn.switch``); no wasted FLOPs.
+* ``"mask"`` -- every op runs, weighted by the one-hot architecture (~5x the FLOPs of an
+  average cell, but straight-line code that ``vmap`` batches well).
+
+Defaults (:func:`default_mode`), from ``python -m experiments.bench_proxies``:
+on CPU, ``map`` + ``switch``, except for proxies needing kernel gradients (snip, grasp,
+grad_norm), where XLA:CPU runs a kernel-gradient convolution inside control flow 10-20x
+slower than in straight-line code, so ``loop`` + ``mask`` wins; on GPU, ``vmap`` + ``mask``.
+
+Weights are shared across architectures (one supernet init from ``key``), so a score
+depends only on ``(architecture, key, batch)``, never on which other architectures share
+a chunk or on the mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jnas.nets.nb201 import NB201Network
+from jnas.proxies.base import Proxy
+from jnas.spaces import nb201 as space
+
+MODES = ("map", "loop", "vmap")
+SELECTS = ("switch", "mask")
+
+
+def default_mode(proxy: Proxy, backend: str | None = None) -> tuple[str, str]:
+    """``(mode, select)`` that measured fastest for ``proxy`` on ``backend`` (default: JAX's)."""
+    backend = jax.default_backend() if backend is None else backend
+    if backend != "cpu":
+        return "vmap", "mask"
+    return ("loop", "mask") if proxy.weight_grads else ("map", "switch")
+
+
+@partial(jax.jit, static_argnames=("net",))
+def _init(net: nn.Module, key, x, arch):
+    return net.init(key, x, arch)
+
+
+@partial(jax.jit, static_argnames=("proxy", "net"))
+def score_one(proxy: Proxy, net: nn.Module, variables, arch, x, y):
+    """One architecture; the unit the ``"loop"`` mode repeats."""
+    return proxy.fn(net, variables, arch, x, y)
+
+
+@partial(jax.jit, static_argnames=("proxy", "net"))
+def _score_map(proxy: Proxy, net: nn.Module, variables, archs, x, y):
+    return jax.lax.map(lambda a: proxy.fn(net, variables, a, x, y), archs)
+
+
+@partial(jax.jit, static_argnames=("proxy", "net"))
+def _score_vmap(proxy: Proxy, net: nn.Module, variables, archs, x, y):
+    return jax.vmap(lambda a: proxy.fn(net, variables, a, x, y))(archs)
+
+
+def prepare(proxy: Proxy, net: nn.Module, select: str, key, x, arch0):
+    """The network a proxy runs on with edge selection ``select``, and its variables."""
+    net = proxy.configure(net.clone(select=select))
+    with precision(proxy):
+        variables = _init(net, key, x, arch0)
+    return net, variables
+
+
+def precision(proxy: Proxy):
+    """Context enabling float64 for proxies whose reference implementation uses it."""
+    return jax.enable_x64(True) if proxy.float64 else contextlib.nullcontext()
+
+
+def check_batch(x, y) -> tuple[jax.Array, jax.Array]:
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 4:
+        raise ValueError(f"proxy input images must have shape (b, h, w, c), got {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"proxy labels must have shape ({x.shape[0]},) to match the images, got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"proxy labels must be integer class ids, got dtype {y.dtype}")
+    return jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
+
+
+def score(
+    proxy: Proxy,
+    archs,
+    batch: tuple,
+    key: jax.Array,
+    *,
+    net: nn.Module | None = None,
+    mode: str | None = None,
+    select: str | None = None,
+    chunk: int = 16,
+    progress: bool = True,
+) -> np.ndarray:
+    """Proxy scores of a batch of NB201 architectures.
+
+    Args:
+      proxy: a :class:`Proxy` (see :func:`jnas.proxies.get`).
+      archs: ``(n, 6)`` op indices (or one ``(6,)``).
+      batch: ``(x, y)`` images ``(b, h, w, c)`` and integer labels ``(b,)``; data-free
+        proxies use only the shape of ``x``.
+      key: PRNG key of the shared network initialisation.
+      net: base network (default ``NB201Network()``: the benchmark's CIFAR-10 network).
+      mode: ``"map"``, ``"loop"`` or ``"vmap"``; default from :func:`default_mode`.
+      select: ``"switch"`` or ``"mask"``; default from :func:`default_mode`.
+      chunk: architectures per jitted call (bounds memory; progress granularity).
+      progress: show a tqdm bar.
+    Returns:
+      float64 numpy array ``(n,)``.
+    Raises:
+      ValueError: bad mode, chunk, architectures or batch shapes.
+    """
+    auto_mode, auto_select = default_mode(proxy)
+    mode = auto_mode if mode is None else mode
+    select = (auto_select if mode == auto_mode else ("mask" if mode == "vmap" else "switch")) if select is None else select
+    if mode not in MODES:
+        raise ValueError(f"unknown batching mode {mode!r}; valid modes are {list(MODES)}")
+    if select not in SELECTS:
+        raise ValueError(f"unknown edge selection {select!r}; valid choices are {list(SELECTS)}")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    archs = space.check_batch(archs)
+    x, y = check_batch(*batch)
+    net = NB201Network() if net is None else net
+    if int(y.max()) >= net.num_classes or int(y.min()) < 0:
+        raise ValueError(f"labels must lie in 0..{net.num_classes - 1} (the network's classes), got {int(y.min())}..{int(y.max())}")
+    net, variables = prepare(proxy, net, select, key, x, archs[0])
+    n = archs.shape[0]
+    out = np.empty(n, np.float64)
+    with precision(proxy), tqdm(total=n, desc=proxy.name, unit="arch", disable=not progress, leave=False) as bar:
+        for start in range(0, n, chunk):
+            part = archs[start : start + chunk]
+            if mode == "loop":
+                vals = [score_one(proxy, net, variables, a, x, y) for a in part]
+            else:
+                pad = chunk - part.shape[0]  # keep one compiled shape for the last chunk
+                padded = jnp.concatenate([part, jnp.repeat(part[:1], pad, 0)]) if pad else part
+                fn = _score_map if mode == "map" else _score_vmap
+                vals = fn(proxy, net, variables, padded, x, y)[: part.shape[0]]
+            out[start : start + part.shape[0]] = np.asarray(jax.device_get(vals), np.float64).reshape(-1)
+            bar.update(part.shape[0])
+    return out

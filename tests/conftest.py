@@ -1,0 +1,44 @@
+"""Shared fixtures: PRNG key, data root, the NB201 table and a tiny network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import pytest
+
+from jnas.nets import NB201Network
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """``$JNAS_DATA`` if set, else ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("JNAS_DATA") or REPO.parent / "shared" / "data")
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    root = data_root()
+    if not (root / "nb201").is_dir():
+        pytest.fail(f"test data not found under {root}; set JNAS_DATA to the jnas data folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def table(data_dir):
+    from jnas.benchmarks import nb201
+
+    return nb201.load(data_dir)
+
+
+@pytest.fixture
+def tiny_net():
+    """C=2, N=1 NB201 network: every structural feature, a few hundred parameters."""
+    return NB201Network(C=2, N=1, num_classes=3)

@@ -1,0 +1,103 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jnas.nets import NB201Network, arch_cost, cost_tables
+from jnas.spaces import nb201 as sp
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+
+
+def _apply(net, variables, x):
+    return jax.jit(lambda a: net.apply(variables, x, a, mutable=["batch_stats"])[0])
+
+
+def test_param_and_flop_counts_match_benchmark(table, key):
+    # Published NB201 values (params_M, flops_M columns) within 1%, for all-none,
+    # all-conv3x3, the table's best cell, and random cells.
+    t = cost_tables(NB201Network())
+    archs = [jnp.zeros(6, jnp.int32), jnp.full(6, 3), sp.from_string(BEST)]
+    archs += list(sp.sample(key, 30))
+    for a in archs:
+        params = float(arch_cost(t["params_fixed"], t["params_per_op"], a)) / 1e6
+        flops = float(arch_cost(t["macs_fixed"], t["macs_per_op"], a)) / 1e6
+        assert params == pytest.approx(float(table.query(a, "params_M")), rel=0.01)
+        assert flops == pytest.approx(float(table.query(a, "flops_M")), rel=0.01)
+
+
+def test_param_count_of_subnetwork_equals_leaves_it_uses(key):
+    # Independent count: build the network, then count by hand the parameter leaves the
+    # architecture touches (its ops' leaves on every cell plus everything outside cells).
+    net = NB201Network(C=4, N=2)
+    variables = jax.jit(net.init)(key, jnp.zeros((1, 32, 32, 3)), jnp.zeros(6, jnp.int32))
+    t = cost_tables(net)
+    a = np.array([3, 2, 0, 1, 3, 4])
+    total = 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(variables["params"])[0]:
+        names = [p.key for p in path]
+        edges = [n for n in names if n.startswith("edge_")]
+        if edges:
+            e = int(edges[0].split("_")[1])
+            if names[names.index(edges[0]) + 1] != sp.OPS[a[e]]:
+                continue
+        total += leaf.size
+    assert float(arch_cost(t["params_fixed"], t["params_per_op"], jnp.asarray(a))) == total
+
+
+def test_one_trace_serves_every_architecture(key, tiny_net):
+    x = jax.random.normal(key, (2, 8, 8, 3))
+    variables = jax.jit(tiny_net.init)(key, x, jnp.zeros(6, jnp.int32))
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def apply(a):
+        return tiny_net.apply(variables, x, a, mutable=["batch_stats"])[0]
+
+    y1 = apply(jnp.array([3, 3, 3, 3, 3, 3]))
+    y2 = apply(jnp.array([1, 0, 2, 4, 1, 3]))
+    assert not np.allclose(y1, y2)
+
+
+def test_switch_mask_and_batching_modes_agree(key, tiny_net):
+    x = jax.random.normal(key, (4, 8, 8, 3))
+    archs = sp.sample(jax.random.key(7), 6)
+    variables = jax.jit(tiny_net.init)(key, x, archs[0])
+    masked = tiny_net.clone(select="mask")
+    f_switch = lambda a: tiny_net.apply(variables, x, a, mutable=["batch_stats"])[0]
+    f_mask = lambda a: masked.apply(variables, x, a, mutable=["batch_stats"])[0]
+    loop = np.stack([np.asarray(jax.jit(f_switch)(a)) for a in archs])
+    np.testing.assert_allclose(jax.jit(lambda A: jax.lax.map(f_switch, A))(archs), loop, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(jax.vmap(f_mask))(archs), loop, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f_switch(archs[0]), loop[0], rtol=1e-5, atol=1e-5)  # no jit
+
+
+def test_mask_accepts_mixing_weights(key, tiny_net):
+    # A (6, 5) weight matrix mixes op outputs linearly: weights w and one-hot(a) agree when w is one-hot.
+    x = jax.random.normal(key, (2, 8, 8, 3))
+    net = tiny_net.clone(select="mask")
+    a = jnp.array([2, 1, 3, 4, 0, 3])
+    variables = jax.jit(net.init)(key, x, a)
+    f = jax.jit(lambda w: net.apply(variables, x, w, mutable=["batch_stats"])[0])
+    np.testing.assert_allclose(f(jax.nn.one_hot(a, 5)), f(a.astype(jnp.int32)), rtol=1e-6, atol=1e-6)
+
+
+def test_all_none_cell_gives_input_independent_logits(key, tiny_net):
+    # No path through any cell: the classifier sees only the residual shortcuts of a zero map.
+    x = jax.random.normal(key, (3, 8, 8, 3))
+    a = jnp.zeros(6, jnp.int32)
+    variables = jax.jit(tiny_net.init)(key, x, a)
+    y = tiny_net.apply(variables, x, a, mutable=["batch_stats"])[0]
+    np.testing.assert_allclose(y, jnp.broadcast_to(y[0], y.shape), atol=1e-6)
+
+
+def test_low_fidelity_sizes_and_bad_select(key):
+    net = NB201Network(C=8, N=1, num_classes=5)
+    x = jnp.zeros((2, 16, 16, 3))
+    variables = jax.jit(net.init)(key, x, jnp.zeros(6, jnp.int32))
+    y = net.apply(variables, x, jnp.full(6, 3), mutable=["batch_stats"])[0]
+    chex.assert_shape(y, (2, 5))
+    assert variables["params"]["classifier"]["kernel"].shape == (32, 5)
+    with pytest.raises(ValueError, match="unknown select mode 'bogus'"):
+        NB201Network(select="bogus").init(key, x, jnp.zeros(6, jnp.int32))
