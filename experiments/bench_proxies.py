@@ -1,0 +1,153 @@
+"""Throughput of zero-cost proxies per batching mode, against a per-architecture loop.
+
+    python -m experiments.bench_proxies --data-dir ../shared/data --out runs/bench_proxies
+
+For each proxy and N in ``--sizes``, times every ``mode/select`` pair on the same N random
+NB201 cells in one run: ``loop/switch`` (a Python loop over one jitted single-architecture
+function, the baseline), ``map/switch``, ``loop/mask``, ``vmap/mask``. Reports archs/s
+(steady state, after a warm-up call), compile time (first call minus a steady call), the
+speed-up over the baseline, and the fraction of a FLOP bound: useful FLOPs (the table's
+MACs x 2 x batch x passes) over a float32 matmul rate measured on the same device.
+
+Writes ``bench_proxies.json`` and ``bench_proxies.png``. Runtime with the defaults on a
+2-core CPU: about 15 minutes; pass ``--sizes 16,64,256`` for the full grid on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from tqdm.auto import tqdm
+
+from experiments.cli import parse, prepare_out
+from jnas import proxies
+from jnas.data import load_cifar10_subset
+from jnas.nets import NB201Network, arch_cost, cost_tables
+from jnas.proxies import scoring
+from jnas.spaces import nb201 as space
+
+COMBOS = (("loop", "switch"), ("map", "switch"), ("loop", "mask"), ("vmap", "mask"))
+# Network passes per score, counting a backward pass as 2 forwards when it produces
+# weight gradients and 1 when it stops at the input/activations.
+PASSES = {"naswot": 1, "jacob_cov": 2, "jacob_perclass": 2, "fisher": 2, "synflow": 3, "snip": 3, "grad_norm": 3, "grasp": 7}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    proxies: str = dataclasses.field(default="naswot,jacob_cov,synflow", metadata={"help": "comma list or 'all'"})
+    sizes: str = dataclasses.field(default="16,64", metadata={"help": "numbers of architectures N"})
+    combos: str = dataclasses.field(default="all", metadata={"help": "e.g. 'loop/switch,map/switch' or 'all'"})
+    chunk: int = dataclasses.field(default=16, metadata={"help": "architectures per jitted call (map/vmap)"})
+    data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
+    out: str = dataclasses.field(default="runs/bench_proxies", metadata={"help": "output folder"})
+    seed: int = 0
+
+
+def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
+    """Measured float32 matmul rate of the default device, GFLOP/s."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    t = time.perf_counter()
+    for _ in range(reps):
+        r = f(a)
+    r.block_until_ready()
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def time_scores(proxy, archs, batch, key, mode, select, chunk) -> tuple[float, float]:
+    """(seconds of the first call, seconds of a second identical call)."""
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        proxies.score(proxy.name, archs, batch, key, mode=mode, select=select, chunk=min(chunk, len(archs)), progress=False)
+        times.append(time.perf_counter() - t)
+    return times[0], times[1]
+
+
+def parse_combos(spec: str):
+    if spec == "all":
+        return COMBOS
+    combos = []
+    for item in spec.split(","):
+        mode, _, select = item.strip().partition("/")
+        if mode not in proxies.MODES or select not in proxies.SELECTS:
+            raise ValueError(f"bad combo {item!r}; use mode/select with mode in {list(proxies.MODES)} and select in {list(proxies.SELECTS)}")
+        combos.append((mode, select))
+    return tuple(combos)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    cfg = parse(Config, argv, __doc__.split("\n\n")[0])
+    names = proxies.parse_names(cfg.proxies)
+    sizes = [int(s) for s in cfg.sizes.split(",")]
+    combos = parse_combos(cfg.combos)
+    out = prepare_out(cfg.out, cfg, resume_keys=())
+    x, y = load_cifar10_subset(cfg.data_dir, "train")
+    gflops = matmul_gflops()
+    costs = cost_tables(NB201Network())
+    key = jax.random.key(cfg.seed)
+    backend = jax.default_backend()
+    device = str(jax.devices()[0].device_kind)
+    print(f"backend {backend} ({device}); float32 matmul {gflops:.0f} GFLOP/s")
+    rows = []
+    jobs = [(n, s, c) for n in names for s in sizes for c in combos]
+    for name, n, (mode, select) in tqdm(jobs, desc="bench", unit="run"):
+        proxy = proxies.get(name)
+        b = proxy.batch_size or 1
+        batch = (x[:b], y[:b])
+        archs = space.sample(jax.random.fold_in(key, n), n)
+        first, steady = time_scores(proxy, archs, batch, key, mode, select, cfg.chunk)
+        macs = float(jnp.sum(arch_cost(costs["macs_fixed"], costs["macs_per_op"], archs)))
+        bound_s = macs * 2 * b * PASSES.get(name, 1) / (gflops * 1e9)
+        rows.append(
+            dict(proxy=name, n=n, mode=mode, select=select, archs_per_s=n / steady, compile_s=max(first - steady, 0.0),
+                 steady_s=steady, flop_bound_s=bound_s, fraction_of_bound=bound_s / steady if name in PASSES else None,
+                 backend=backend, device=device, matmul_gflops=gflops)
+        )
+        base = next((r for r in rows if r["proxy"] == name and r["n"] == n and (r["mode"], r["select"]) == ("loop", "switch")), None)
+        rows[-1]["speedup_vs_loop"] = rows[-1]["archs_per_s"] / base["archs_per_s"] if base else None
+        (out / "bench_proxies.json").write_text(json.dumps(rows, indent=2) + "\n")  # incremental
+    print_table(rows)
+    plot(rows, out / "bench_proxies.png")
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'proxy':<15}{'N':>5}  {'mode/select':<13}{'archs/s':>9}{'compile s':>11}{'x loop':>8}{'of bound':>10}")
+    for r in rows:
+        sp = f"{r['speedup_vs_loop']:.2f}" if r["speedup_vs_loop"] else "-"
+        fb = f"{r['fraction_of_bound']:.2f}" if r["fraction_of_bound"] is not None else "-"
+        print(f"{r['proxy']:<15}{r['n']:>5}  {r['mode'] + '/' + r['select']:<13}{r['archs_per_s']:>9.2f}{r['compile_s']:>11.1f}{sp:>8}{fb:>10}")
+
+
+def plot(rows: list[dict], path) -> None:
+    names = sorted({r["proxy"] for r in rows})
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        sub = [r for r in rows if r["proxy"] == name]
+        for combo in sorted({(r["mode"], r["select"]) for r in sub}):
+            pts = sorted((r["n"], r["archs_per_s"]) for r in sub if (r["mode"], r["select"]) == combo)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="/".join(combo))
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("architectures N")
+        ax.set_ylabel("archs / s")
+        ax.set_title(f"{name} ({sub[0]['backend']})")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The batched entry point: every mode and edge selection gives the per-architecture
+loop's numbers; bad input gets clear errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jnas import proxies
+from jnas.nets import NB201Network
+from jnas.spaces import nb201 as sp
+
+COMBOS = [("map", "switch"), ("loop", "mask"), ("vmap", "mask"), ("map", "mask")]
+
+
+@pytest.fixture(scope="module")
+def small():
+    x = jax.random.normal(jax.random.key(1), (8, 8, 8, 3))
+    y = jnp.arange(8) % 3
+    archs = sp.sample(jax.random.key(2), 5)
+    return NB201Network(C=2, N=1, num_classes=3), archs, (x, y)
+
+
+def _check_modes(name, small, combos):
+    net, archs, batch = small
+    key = jax.random.key(0)
+    reference = proxies.score(name, archs, batch, key, net=net, mode="loop", select="switch", progress=False)
+    for mode, select in combos:
+        got = proxies.score(name, archs, batch, key, net=net, mode=mode, select=select, chunk=2, progress=False)
+        np.testing.assert_allclose(got, reference, rtol=2e-4, atol=1e-5, err_msg=f"{name} {mode}/{select}")
+    # A score depends on the architecture only, not on its chunk-mates: score one alone.
+    alone = proxies.score(name, archs[3:4], batch, key, net=net, progress=False)
+    np.testing.assert_allclose(alone, reference[3:4], rtol=2e-4, atol=1e-5)
+    return reference
+
+
+@pytest.mark.parametrize("name", ["naswot", "grad_norm", "fisher"])
+def test_modes_agree(name, small):
+    scores = _check_modes(name, small, COMBOS[:3])
+    assert np.all(np.isfinite(scores)) and len(np.unique(scores)) > 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["jacob_cov", "jacob_perclass", "synflow", "snip", "grasp", "params", "flops"])
+def test_modes_agree_all_proxies(name, small):
+    _check_modes(name, small, COMBOS)
+
+
+def test_default_mode_per_backend():
+    assert proxies.default_mode(proxies.get("naswot"), "cpu") == ("map", "switch")
+    assert proxies.default_mode(proxies.get("snip"), "cpu") == ("loop", "mask")
+    assert proxies.default_mode(proxies.get("naswot"), "gpu") == ("vmap", "mask")
+
+
+def test_bad_input_errors(small):
+    net, archs, (x, y) = small
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"unknown proxy 'nasbot'; valid proxies are \['fisher'"):
+        proxies.score("nasbot", archs, (x, y), key)
+    with pytest.raises(ValueError, match="unknown batching mode 'pmap'"):
+        proxies.score("naswot", archs, (x, y), key, net=net, mode="pmap")
+    with pytest.raises(ValueError, match="unknown edge selection"):
+        proxies.score("naswot", archs, (x, y), key, net=net, select="gather")
+    with pytest.raises(ValueError, match=r"shape \(b, h, w, c\)"):
+        proxies.score("naswot", archs, (x[0], y), key, net=net)
+    with pytest.raises(ValueError, match=r"labels must have shape \(8,\)"):
+        proxies.score("naswot", archs, (x, y[:3]), key, net=net)
+    with pytest.raises(ValueError, match=r"labels must lie in 0..2"):
+        proxies.score("naswot", archs, (x, y + 5), key, net=net)
+    with pytest.raises(ValueError, match="op index 9 at edge 0"):
+        proxies.score("naswot", jnp.array([[9, 0, 0, 0, 0, 0]]), (x, y), key, net=net)
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        proxies.score("naswot", archs, (x, y), key, net=net, chunk=0)
+    assert proxies.parse_names("naswot, synflow") == ["naswot", "synflow"]
+    assert proxies.parse_names("all") == proxies.names()
+    with pytest.raises(ValueError, match="unknown proxy 'foo'"):
+        proxies.parse_names("naswot,foo")
