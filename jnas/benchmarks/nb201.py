@@ -125,10 +125,10 @@ def read_table(path: str | os.PathLike) -> NB201Table:
         if len(row) != len(header):
             raise ValueError(f"NAS-Bench-201 table {path} is malformed: row {r + 2} has {len(row)} fields, header has {len(header)}")
         try:
-            arch = space.from_string(row[col_of["arch_str"]])
+            ops = space.parse_ops(row[col_of["arch_str"]])
         except ValueError as err:
             raise ValueError(f"NAS-Bench-201 table {path}, line {r + 2}: {err}") from None
-        idx = int(space.to_index(arch))
+        idx = int(np.dot(ops, space.POWERS))
         if order[idx] >= 0:
             raise ValueError(f"NAS-Bench-201 table {path} is malformed: cell {row[col_of['arch_str']]} appears twice")
         order[idx] = r

@@ -54,7 +54,7 @@ EDGES = SPACE.edges
 NUM_EDGES = SPACE.num_edges
 NUM_OPS = SPACE.num_ops
 SIZE = SPACE.size
-_POWERS = np.array([NUM_OPS ** (NUM_EDGES - 1 - e) for e in range(NUM_EDGES)], dtype=np.int32)
+POWERS = np.array([NUM_OPS ** (NUM_EDGES - 1 - e) for e in range(NUM_EDGES)], dtype=np.int32)
 
 
 # ----------------------------------------------------------------------------- codecs
@@ -72,6 +72,12 @@ def from_string(arch_str: str) -> Int[Array, "6"]:
       >>> from_string("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|").tolist()
       [1, 0, 0, 0, 0, 1]
     """
+    return jnp.asarray(parse_ops(arch_str), dtype=jnp.int32)
+
+
+def parse_ops(arch_str: str) -> list[int]:
+    """Host-side parse of an official cell string into a list of op indices (see
+    :func:`from_string`, which wraps it; bulk readers call this to skip device transfers)."""
     if not isinstance(arch_str, str):
         raise ValueError(f"NB201 architecture string must be a str, got {type(arch_str).__name__}")
     nodes = arch_str.split("+")
@@ -109,7 +115,7 @@ def from_string(arch_str: str) -> Int[Array, "6"]:
             ops.append(OPS.index(name))
             tok_pos += len(token) + 1
         pos += len(group) + 1
-    return jnp.asarray(ops, dtype=jnp.int32)
+    return ops
 
 
 def to_string(arch: Int[Array, "6"]) -> str:
@@ -124,13 +130,13 @@ def to_string(arch: Int[Array, "6"]) -> str:
 
 def to_index(arch: Int[Array, "... 6"]) -> Int[Array, "..."]:
     """Base-5 index (edge 0 most significant); works on batches and under jit."""
-    return jnp.sum(jnp.asarray(arch, jnp.int32) * _POWERS, axis=-1)
+    return jnp.sum(jnp.asarray(arch, jnp.int32) * POWERS, axis=-1)
 
 
 def from_index(index: Int[Array, "..."]) -> Int[Array, "... 6"]:
     """Inverse of :func:`to_index`; works on batches and under jit."""
     index = jnp.asarray(index, jnp.int32)
-    return (index[..., None] // _POWERS) % NUM_OPS
+    return (index[..., None] // POWERS) % NUM_OPS
 
 
 def enumerate_all() -> Int[Array, "15625 6"]:
