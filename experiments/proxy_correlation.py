@@ -114,13 +114,15 @@ def plot(scores: dict[str, np.ndarray], table, archs: np.ndarray, corr: dict, pa
             s = scores[name]
             ok = np.isfinite(s)
             ax.scatter(s[ok], acc[ok], s=3, alpha=0.4)
+            pos = s[ok][s[ok] > 0]
+            if pos.size == ok.sum() and pos.size and pos.max() / pos.min() > 1e3:
+                ax.set_xscale("log")  # synflow-like scores span many decades
             rho = corr[col][name]["spearman"]
-            ax.set_title(f"{name}  rho={rho:.2f}" if rho is not None else name, fontsize=8)
+            ax.set_title(f"{col}\n{name}  rho={rho:.2f}" if rho is not None else f"{col}\n{name}", fontsize=7)
             ax.tick_params(labelsize=6)
-            if i == len(names) - 1:
-                ax.set_xlabel("proxy score", fontsize=7)
+            ax.set_xlabel(f"{name} score", fontsize=7)
             if j == 0:
-                ax.set_ylabel(col, fontsize=7)
+                ax.set_ylabel("accuracy (%)", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
