@@ -8,8 +8,8 @@ others, none for synflow/params/flops), and writes
 
 * ``scores.csv``: arch string, base-5 index, one column per proxy, one per benchmark metric;
 * ``correlations.json``: ``{accuracy column: {proxy: {"spearman", "kendall", "n"}}}`` for
-  every accuracy column of the table (NaN/inf scores are left out and ``n`` says how many
-  remain);
+  every accuracy column of the table (NaN scores are left out, ``n`` says how many remain;
+  infinite scores count as extreme ranks);
 * ``scatter.png``: a grid of proxy-vs-accuracy scatter plots.
 
 Scores are appended to ``partial.jsonl`` block by block, so a killed run restarted with the
@@ -85,13 +85,18 @@ def load_partial(path: Path) -> dict[str, dict[int, list[float]]]:
 
 
 def correlations(scores: dict[str, np.ndarray], table, archs: np.ndarray) -> dict:
-    """Spearman and Kendall of every proxy with every accuracy column, on finite pairs."""
+    """Spearman and Kendall of every proxy with every accuracy column.
+
+    NaN scores (e.g. jacob_cov of a cell whose Jacobian is identically zero) are left out;
+    infinite scores stay in as extreme ranks (NASWOT's log|K| = -inf for a singular kernel
+    is a valid lowest score).
+    """
     result: dict = {}
     for col in table.accuracy_columns():
         acc = np.asarray(table.query(archs, col), np.float64)
         result[col] = {}
         for name, s in scores.items():
-            ok = np.isfinite(s) & np.isfinite(acc)
+            ok = ~np.isnan(s) & np.isfinite(acc)
             if ok.sum() < 3:
                 result[col][name] = {"spearman": None, "kendall": None, "n": int(ok.sum())}
                 continue

@@ -265,4 +265,4 @@ def _stage_of(module_name: str) -> int:
 
 def arch_cost(fixed: Array, per_op: Float[Array, "6 5"], arch: Int[Array, "... 6"]) -> Array:
     """``fixed + sum_e per_op[e, arch[e]]``; jit- and batch-friendly."""
-    return fixed + jnp.take_along_axis(per_op, jnp.asarray(arch)[..., :, None], axis=-1)[..., 0].sum(-1)
+    return fixed + per_op[jnp.arange(per_op.shape[0]), jnp.asarray(arch)].sum(-1)

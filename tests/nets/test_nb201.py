@@ -20,6 +20,8 @@ def test_param_and_flop_counts_match_benchmark(table, key):
     t = cost_tables(NB201Network())
     archs = [jnp.zeros(6, jnp.int32), jnp.full(6, 3), sp.from_string(BEST)]
     archs += list(sp.sample(key, 30))
+    batch = jnp.stack(archs)
+    np.testing.assert_allclose(arch_cost(t["params_fixed"], t["params_per_op"], batch) / 1e6, table.query(batch, "params_M"), rtol=1e-4)
     for a in archs:
         params = float(arch_cost(t["params_fixed"], t["params_per_op"], a)) / 1e6
         flops = float(arch_cost(t["macs_fixed"], t["macs_per_op"], a)) / 1e6
