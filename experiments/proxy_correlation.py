@@ -120,8 +120,8 @@ def plot(scores: dict[str, np.ndarray], table, archs: np.ndarray, corr: dict, pa
             ok = np.isfinite(s)
             ax.scatter(s[ok], acc[ok], s=3, alpha=0.4)
             pos = s[ok][s[ok] > 0]
-            if pos.size == ok.sum() and pos.size and pos.max() / pos.min() > 1e3:
-                ax.set_xscale("log")  # synflow-like scores span many decades
+            if pos.size and np.all(s[ok] >= 0) and pos.max() / pos.min() > 1e3:
+                ax.set_xscale("symlog", linthresh=pos.min())  # synflow spans many decades, and is 0 for dead cells
             rho = corr[col][name]["spearman"]
             ax.set_title(f"{col}\n{name}  rho={rho:.2f}" if rho is not None else f"{col}\n{name}", fontsize=7)
             ax.tick_params(labelsize=6)
