@@ -66,6 +66,7 @@ class ReLUConvBN(nn.Module):
     use_bn: bool = True
     codes: bool = False
     probes: bool = False
+    affine: bool = True
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> tuple[Array, Array]:
@@ -83,10 +84,13 @@ class ReLUConvBN(nn.Module):
         if self.probes:
             y = ChannelProbe(name="probe")(y)
         if self.use_bn:
-            y = batch_norm(train, "bn")(y)
+            y = batch_norm(train, "bn", self.affine)(y)
         return y, k
 
 
-def batch_norm(train: bool, name: str) -> nn.BatchNorm:
-    """PyTorch-equivalent BatchNorm (momentum 0.1 there = 0.9 here, eps 1e-5, affine)."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+def batch_norm(train: bool, name: str | None = None, affine: bool = True) -> nn.BatchNorm:
+    """PyTorch-equivalent BatchNorm (momentum 0.1 there = 0.9 here, eps 1e-5); ``affine``
+    False drops scale and bias, as DARTS search networks do."""
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=affine, use_bias=affine, name=name
+    )

@@ -19,6 +19,11 @@ How an edge picks its op (``select``):
   op-index array (one-hot weights) or a ``(6, 5)`` float array of mixing weights (the
   DARTS mixed op). This is the form to ``vmap``: shared weights with a batch of inputs
   become one large convolution.
+
+Two search-time options serve :mod:`jnas.oneshot`: ``partial=K`` sends only the first C/K
+channels through the ops and passes the rest by, then shuffles channels (PC-DARTS, Xu et
+al. 2020); ``skip_dropout=True`` makes ``apply(..., drop_rate=p)`` drop elements of every
+skip-connect output with rate p (P-DARTS, Chen et al. 2019; needs a ``"dropout"`` rng).
 """
 
 from __future__ import annotations
@@ -44,6 +49,13 @@ from jnas.spaces import nb201 as space
 SELECT_MODES = ("switch", "mask")
 
 
+def channel_shuffle(x: Float[Array, "... c"], groups: int) -> Float[Array, "... c"]:
+    """Interleave ``groups`` channel groups: channel g*(c/groups)+i moves to i*groups+g
+    (ShuffleNet's shuffle, as PC-DARTS applies it after each partial-channel edge)."""
+    c = x.shape[-1]
+    return x.reshape(*x.shape[:-1], groups, c // groups).swapaxes(-1, -2).reshape(x.shape)
+
+
 class Edge(nn.Module):
     """One cell edge holding all five NB201 ops (op order as in :mod:`jnas.spaces.nb201`)."""
 
@@ -52,13 +64,23 @@ class Edge(nn.Module):
     use_bn: bool = True
     codes: bool = False
     probes: bool = False
+    partial: int = 1
+    skip_dropout: bool = False
 
     def setup(self):
         kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes)
-        self.nor_conv_1x1 = ReLUConvBN(self.features, 1, **kw)
-        self.nor_conv_3x3 = ReLUConvBN(self.features, 3, **kw)
+        self.nor_conv_1x1 = ReLUConvBN(self.features // self.partial, 1, **kw)
+        self.nor_conv_3x3 = ReLUConvBN(self.features // self.partial, 3, **kw)
 
-    def __call__(self, x: Array, op: Array, train: bool) -> tuple[Array, Array]:
+    def __call__(self, x: Array, op: Array, train: bool, drop_rate: Array | float = 0.0) -> tuple[Array, Array]:
+        if self.partial > 1:
+            # PC-DARTS: the ops see the first C/K channels; the rest bypass them.
+            cp = x.shape[-1] // self.partial
+            y, k = self._ops(x[..., :cp], op, train, drop_rate)
+            return channel_shuffle(jnp.concatenate([y, x[..., cp:]], axis=-1), self.partial), k
+        return self._ops(x, op, train, drop_rate)
+
+    def _ops(self, x: Array, op: Array, train: bool, drop_rate: Array | float) -> tuple[Array, Array]:
         b = x.shape[0]
         zero_k = jnp.zeros((b, b) if self.codes else (), jnp.float32)  # kernel counts: float32, exact
 
@@ -66,6 +88,9 @@ class Edge(nn.Module):
             return jnp.zeros_like(x), zero_k
 
         def skip(m, x):
+            if m.skip_dropout:  # P-DARTS: inverted dropout after skip-connect; rate 0 is identity
+                keep = jax.random.bernoulli(m.make_rng("dropout"), 1.0 - drop_rate, x.shape)
+                return jnp.where(keep, x / (1.0 - drop_rate), 0.0).astype(x.dtype), zero_k
             return x, zero_k
 
         def conv1(m, x):
@@ -97,9 +122,11 @@ class Cell(nn.Module):
     use_bn: bool = True
     codes: bool = False
     probes: bool = False
+    partial: int = 1
+    skip_dropout: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, arch: Array, train: bool) -> tuple[Array, Array]:
+    def __call__(self, x: Array, arch: Array, train: bool, drop_rate: Array | float = 0.0) -> tuple[Array, Array]:
         nodes = [x]
         k = jnp.zeros(())
         for j in range(1, space.SPACE.num_nodes):
@@ -107,8 +134,11 @@ class Cell(nn.Module):
             for e, (i, jj) in enumerate(space.EDGES):
                 if jj != j:
                     continue
-                edge = Edge(self.features, self.select, self.use_bn, self.codes, self.probes, name=f"edge_{e}")
-                y, ke = edge(nodes[i], arch[e], train)
+                edge = Edge(
+                    self.features, self.select, self.use_bn, self.codes, self.probes, self.partial,
+                    self.skip_dropout, name=f"edge_{e}",
+                )
+                y, ke = edge(nodes[i], arch[e], train, drop_rate)
                 acc = y if acc is None else acc + y
                 k = k + ke
             nodes.append(acc)
@@ -147,6 +177,8 @@ class NB201Network(nn.Module):
       use_bn: False removes every BatchNorm (synflow is defined on such a network).
       codes: also return the NASWOT ReLU-agreement kernel ``(b, b)``.
       probes: insert fisher channel probes (a ``"probes"`` variable collection).
+      partial: PC-DARTS partial channels K (ops see C/K channels); 1 for the benchmark net.
+      skip_dropout: P-DARTS dropout after skip-connect at ``drop_rate`` (rng ``"dropout"``).
 
     Returns:
       logits ``(b, num_classes)``, or ``(logits, kernel)`` when ``codes``.
@@ -167,13 +199,21 @@ class NB201Network(nn.Module):
     use_bn: bool = True
     codes: bool = False
     probes: bool = False
+    partial: int = 1
+    skip_dropout: bool = False
 
     @nn.compact
     def __call__(
-        self, x: Float[Array, "b h w c"], arch: Int[Array, "6"] | Float[Array, "6 5"], train: bool = True
+        self,
+        x: Float[Array, "b h w c"],
+        arch: Int[Array, "6"] | Float[Array, "6 5"],
+        train: bool = True,
+        drop_rate: Array | float = 0.0,
     ):
         if self.select not in SELECT_MODES:
             raise ValueError(f"unknown select mode {self.select!r}; valid modes are {list(SELECT_MODES)}")
+        if self.partial < 1 or any(c % self.partial for c in self.stage_channels):
+            raise ValueError(f"partial={self.partial} must be >= 1 and divide every stage width {list(self.stage_channels)}")
         kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes)
         y = nn.Conv(self.C, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=torch_kernel_init, name="stem")(x)
         if self.probes:
@@ -186,7 +226,8 @@ class NB201Network(nn.Module):
                 y, kr = ResidualReduction(c, name=f"reduce_{stage}", **kw)(y, train)
                 k = k + kr
             for i in range(self.N):
-                y, kc = Cell(c, self.select, name=f"cell_{stage}_{i}", **kw)(y, arch, train)
+                cell = Cell(c, self.select, partial=self.partial, skip_dropout=self.skip_dropout, name=f"cell_{stage}_{i}", **kw)
+                y, kc = cell(y, arch, train, drop_rate)
                 k = k + kc
         if self.use_bn:
             y = batch_norm(train, "last_bn")(y)

@@ -27,3 +27,17 @@ def test_errors(tmp_path, monkeypatch):
     np.savez(tmp_path / "cifar10_subset" / "cifar10_subset.npz", x_train=np.zeros((2, 32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="malformed"):
         load_cifar10_subset(tmp_path)
+
+
+def test_mnist_subset_is_real(data_dir, tmp_path, monkeypatch):
+    from jnas.data import load_mnist_subset
+
+    x, y = load_mnist_subset(data_dir, "test")
+    assert x.shape == (10000, 28, 28, 1) and y.dtype == np.int32
+    # PROVENANCE.md: official test label counts and first labels.
+    np.testing.assert_array_equal(np.bincount(y), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+    np.testing.assert_array_equal(y[:10], [7, 2, 1, 0, 4, 1, 4, 9, 5, 9])
+    assert abs(x.mean() - 0.1325) < 2e-3
+    monkeypatch.delenv("JNAS_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match="mnist/mnist_subset.npz"):
+        load_mnist_subset(tmp_path)

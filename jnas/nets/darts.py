@@ -1,0 +1,201 @@
+"""DARTS cell-space operations and search supernet (Liu et al., ICLR 2019), in Flax linen.
+
+Ops follow the DARTS code (NHWC here): ``SepConv`` is ReLU -> depthwise k x k (stride s)
+-> 1x1 -> BN -> ReLU -> depthwise k x k -> 1x1 -> BN; ``DilConv`` is ReLU -> dilated
+depthwise k x k (dilation 2) -> 1x1 -> BN; ``FactorizedReduce`` halves the resolution with
+two stride-2 1x1 convs on pixel grids offset by one, concatenated; pooling ops are followed
+by a non-affine BN inside the mixed op, as in the DARTS search model.
+
+``DartsSupernet`` takes mixing weights ``{"normal": (14, 8), "reduce": (14, 8)}`` as an
+input (softmax of alpha, see :mod:`jnas.oneshot.darts_cells`). Search networks use BN
+without affine parameters, like DARTS. ``partial=K`` gives PC-DARTS partial channel
+connections (ops see C/K channels; in reduction edges the bypass channels are max-pooled
+2x2), followed by a channel shuffle.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from jnas.nets.layers import ReLUConvBN, batch_norm, torch_bias_init, torch_kernel_init
+from jnas.nets.nb201 import channel_shuffle
+from jnas.spaces import darts as space
+
+
+def _conv(features: int, k: int, stride: int = 1, dilation: int = 1, groups: int = 1, name: str | None = None) -> nn.Conv:
+    pad = dilation * (k - 1) // 2
+    return nn.Conv(
+        features,
+        (k, k),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        kernel_dilation=(dilation, dilation),
+        feature_group_count=groups,
+        use_bias=False,
+        kernel_init=torch_kernel_init,
+        name=name,
+    )
+
+
+class FactorizedReduce(nn.Module):
+    """ReLU -> two stride-2 1x1 convs (C/2 each, the second on the grid shifted by one
+    pixel) -> concat -> BN: halves the resolution without losing alternate pixels."""
+
+    features: int
+    affine: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        if self.features % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {self.features}")
+        x = nn.relu(x)
+        a = nn.Conv(self.features // 2, (1, 1), strides=(2, 2), padding="VALID", use_bias=False, kernel_init=torch_kernel_init, name="conv_1")(x)
+        b = nn.Conv(self.features // 2, (1, 1), strides=(2, 2), padding="VALID", use_bias=False, kernel_init=torch_kernel_init, name="conv_2")(x[:, 1:, 1:])
+        return batch_norm(train, "bn", self.affine)(jnp.concatenate([a, b], axis=-1))
+
+
+class SepConv(nn.Module):
+    """Separable conv applied twice (DARTS ``SepConv``)."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    affine: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        c_in = x.shape[-1]
+        y = _conv(c_in, self.kernel, self.stride, groups=c_in, name="dw_1")(nn.relu(x))
+        y = batch_norm(train, "bn_1", self.affine)(_conv(c_in, 1, name="pw_1")(y))
+        y = _conv(c_in, self.kernel, groups=c_in, name="dw_2")(nn.relu(y))
+        return batch_norm(train, "bn_2", self.affine)(_conv(self.features, 1, name="pw_2")(y))
+
+
+class DilConv(nn.Module):
+    """Dilated separable conv (DARTS ``DilConv``, dilation 2)."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    dilation: int = 2
+    affine: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        c_in = x.shape[-1]
+        y = _conv(c_in, self.kernel, self.stride, self.dilation, groups=c_in, name="dw")(nn.relu(x))
+        return batch_norm(train, "bn", self.affine)(_conv(self.features, 1, name="pw")(y))
+
+
+def _pool(kind: str, x: Array, stride: int) -> Array:
+    pad = ((1, 1), (1, 1))
+    if kind == "max":
+        return nn.max_pool(x, (3, 3), strides=(stride, stride), padding=pad)
+    return nn.avg_pool(x, (3, 3), strides=(stride, stride), padding=pad, count_include_pad=False)
+
+
+class MixedOp(nn.Module):
+    """All DARTS ops on one edge, summed with mixing weights ``w`` of shape (8,)."""
+
+    features: int
+    stride: int
+    partial: int = 1
+    skip_dropout: bool = False
+
+    @nn.compact
+    def __call__(self, x: Array, w: Float[Array, "8"], train: bool, drop_rate: Array | float = 0.0) -> Array:
+        if self.partial > 1:
+            cp = x.shape[-1] // self.partial
+            y = self._mix(x[..., :cp], w, train, drop_rate, cp)
+            rest = x[..., cp:]
+            if self.stride == 2:
+                rest = nn.max_pool(rest, (2, 2), strides=(2, 2))
+            return channel_shuffle(jnp.concatenate([y, rest], axis=-1), self.partial)
+        return self._mix(x, w, train, drop_rate, self.features)
+
+    def _mix(self, x: Array, w: Array, train: bool, drop_rate, c: int) -> Array:
+        s = self.stride
+        outs = {
+            "none": jnp.zeros_like(x[:, ::s, ::s]),
+            "max_pool_3x3": batch_norm(train, "max_pool_bn", False)(_pool("max", x, s)),
+            "avg_pool_3x3": batch_norm(train, "avg_pool_bn", False)(_pool("avg", x, s)),
+            "skip_connect": x if s == 1 else FactorizedReduce(c, affine=False, name="skip_connect")(x, train),
+            "sep_conv_3x3": SepConv(c, 3, s, affine=False, name="sep_conv_3x3")(x, train),
+            "sep_conv_5x5": SepConv(c, 5, s, affine=False, name="sep_conv_5x5")(x, train),
+            "dil_conv_3x3": DilConv(c, 3, s, affine=False, name="dil_conv_3x3")(x, train),
+            "dil_conv_5x5": DilConv(c, 5, s, affine=False, name="dil_conv_5x5")(x, train),
+        }
+        if self.skip_dropout and s == 1:  # P-DARTS: dropout after the identity op
+            skip = outs["skip_connect"]
+            keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - drop_rate, skip.shape)
+            outs["skip_connect"] = jnp.where(keep, skip / (1.0 - drop_rate), 0.0).astype(skip.dtype)
+        return sum(w[i] * outs[name] for i, name in enumerate(space.OPS))
+
+
+class SearchCell(nn.Module):
+    """DARTS search cell: preprocess both inputs to C channels, 4 nodes each summing a
+    mixed op from every earlier node, output = concat(nodes 2..5) with 4C channels."""
+
+    features: int
+    reduction: bool
+    reduction_prev: bool
+    partial: int = 1
+    skip_dropout: bool = False
+
+    @nn.compact
+    def __call__(self, s0: Array, s1: Array, weights: Float[Array, "14 8"], train: bool, drop_rate=0.0) -> Array:
+        c = self.features
+        if self.reduction_prev:
+            s0 = FactorizedReduce(c, affine=False, name="preprocess0")(s0, train)
+        else:
+            s0 = ReLUConvBN(c, 1, affine=False, name="preprocess0")(s0, train)[0]
+        s1 = ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train)[0]
+        states = [s0, s1]
+        for j in range(2, 2 + space.STEPS):
+            node = 0.0
+            for i in range(j):
+                e = space.edge_index(i, j)
+                stride = 2 if self.reduction and i < 2 else 1
+                op = MixedOp(c, stride, self.partial, self.skip_dropout, name=f"edge_{e}")
+                node = node + op(states[i], weights[e], train, drop_rate)
+            states.append(node)
+        return jnp.concatenate(states[2:], axis=-1)
+
+
+class DartsSupernet(nn.Module):
+    """DARTS search network: 3x3 stem (3C) -> ``layers`` cells, reduction cells at 1/3 and
+    2/3 depth doubling C -> global pool -> linear. ``apply(v, x, weights, train, drop_rate)``
+    with ``weights = {"normal": (14, 8), "reduce": (14, 8)}``."""
+
+    C: int = 16
+    layers: int = 8
+    num_classes: int = 10
+    stem_multiplier: int = 3
+    partial: int = 1
+    skip_dropout: bool = False
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "b h w c"], weights: dict[str, Array], train: bool = True, drop_rate=0.0):
+        for name in space.CELLS:
+            w = weights.get(name) if isinstance(weights, dict) else None
+            if w is None or w.shape != (space.NUM_EDGES, space.NUM_OPS):
+                got = None if w is None else w.shape
+                raise ValueError(f"weights[{name!r}] must have shape ({space.NUM_EDGES}, {space.NUM_OPS}), got {got}")
+        c_curr = self.stem_multiplier * self.C
+        s = batch_norm(train, "stem_bn")(_conv(c_curr, 3, name="stem")(x))
+        s0 = s1 = s
+        c_curr, reduction_prev = self.C, False
+        for i in range(self.layers):
+            reduction = i in (self.layers // 3, 2 * self.layers // 3)
+            if reduction:
+                c_curr *= 2
+            if c_curr % self.partial:
+                raise ValueError(f"partial={self.partial} must divide the cell width {c_curr}")
+            cell = SearchCell(c_curr, reduction, reduction_prev, self.partial, self.skip_dropout, name=f"cell_{i}")
+            s0, s1 = s1, cell(s0, s1, weights["reduce" if reduction else "normal"], train, drop_rate)
+            reduction_prev = reduction
+        y = s1.mean(axis=(1, 2))
+        return nn.Dense(self.num_classes, kernel_init=torch_kernel_init, bias_init=torch_bias_init(y.shape[-1]), name="classifier")(y)

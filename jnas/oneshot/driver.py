@@ -1,0 +1,85 @@
+"""Epoch loop around :func:`jnas.oneshot.search.make_step` for any supernet: half the
+training images train the weights and half score alpha (the DARTS protocol), batches are
+shuffled from explicit keys, and each finished epoch is checkpointed so a killed search
+resumes where it stopped."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jnas.oneshot.search import SearchConfig, SearchState, init_state, make_step
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One search stage: a supernet, its alpha helpers, and how long / how it runs."""
+
+    net: Any
+    init_alpha: Callable[[jax.Array], Any]
+    mix: Callable[[Any, Any], Any]
+    op_mask: Any
+    epochs: int
+    drop_rate: Callable[[int], float] = lambda epoch: 0.0
+
+
+def split_train_val(x: np.ndarray, y: np.ndarray, key: jax.Array) -> tuple[tuple, tuple]:
+    """Shuffle once and halve: DARTS searches with half the training set as validation."""
+    perm = np.asarray(jax.random.permutation(key, len(x)))
+    h = len(x) // 2
+    return (x[perm[:h]], y[perm[:h]]), (x[perm[h:]], y[perm[h:]])
+
+
+def run_stage(
+    stage: Stage, config: SearchConfig, train: tuple, val: tuple, batch: int, key: jax.Array,
+    ckpt: Path, log: Callable[[dict], None],
+) -> SearchState:
+    """Train one stage for ``stage.epochs`` epochs; resumes from ``ckpt`` if it exists.
+
+    ``log`` receives one record per epoch: epoch, mean metrics and the mixing weights.
+    """
+    k_init, k_alpha, k_run = jax.random.split(key, 3)
+    alpha = stage.init_alpha(k_alpha)
+    state = init_state(k_init, stage.net, alpha, lambda a: stage.mix(a, stage.op_mask), jnp.asarray(train[0][:2]), config)
+    start = 0
+    if ckpt.exists():
+        saved = flax.serialization.msgpack_restore(ckpt.read_bytes())
+        state = flax.serialization.from_state_dict(state, saved["state"])
+        start = int(saved["epoch"])
+    step = make_step(stage.net, stage.mix, config)
+    steps = min(len(train[0]), len(val[0])) // batch
+    for epoch in range(start, stage.epochs):
+        ke = jax.random.fold_in(k_run, epoch)
+        pt = np.asarray(jax.random.permutation(jax.random.fold_in(ke, 0), len(train[0])))
+        pv = np.asarray(jax.random.permutation(jax.random.fold_in(ke, 1), len(val[0])))
+        rate = jnp.float32(stage.drop_rate(epoch))
+        sums: dict[str, float] = {}
+        for i in tqdm(range(steps), desc=f"epoch {epoch + 1}/{stage.epochs}", leave=False):
+            tb = (jnp.asarray(train[0][pt[i * batch : (i + 1) * batch]]), jnp.asarray(train[1][pt[i * batch : (i + 1) * batch]]))
+            vb = (jnp.asarray(val[0][pv[i * batch : (i + 1) * batch]]), jnp.asarray(val[1][pv[i * batch : (i + 1) * batch]]))
+            state, m = step(state, tb, vb, jax.random.fold_in(ke, 2 + i), rate, stage.op_mask)
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        record = {"epoch": epoch + 1, "drop_rate": float(rate), **{k: v / steps for k, v in sums.items()}}
+        record["weights"] = jax.tree.map(lambda w: np.asarray(w).round(5).tolist(), stage.mix(state.alpha, stage.op_mask))
+        log(record)
+        tmp = ckpt.with_suffix(".tmp")
+        tmp.write_bytes(flax.serialization.msgpack_serialize({"state": flax.serialization.to_state_dict(state), "epoch": epoch + 1}))
+        tmp.replace(ckpt)
+    return state
+
+
+def append_jsonl(path: Path) -> Callable[[dict], None]:
+    def log(record: dict) -> None:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    return log

@@ -1,0 +1,64 @@
+"""DARTS on NAS-Bench-201: the NB201 network as a supernet with mixed edges.
+
+alpha is a pytree ``{"ops": (6, 5)}`` (plus ``"edges": (6,)`` for PC-DARTS edge
+normalisation). :func:`mixing_weights` turns it into the ``(6, 5)`` weights the network's
+``select="mask"`` edges take: ``softmax(alpha_ops)`` per edge, pruned ops (P-DARTS) masked
+out, and with edge normalisation each edge scaled by the softmax of beta over the edges
+entering its node (PC-DARTS, Xu et al. 2020). Discretisation picks the argmax op per edge.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from jnas.nets.nb201 import NB201Network
+from jnas.spaces import nb201 as space
+
+# Incoming edges of nodes 1, 2, 3 (positions in the official edge order).
+NODE_EDGES = tuple(tuple(e for e, (_, j) in enumerate(space.EDGES) if j == node) for node in range(1, space.SPACE.num_nodes))
+_NEG = -1e30  # masked logit: exp underflows to exactly 0, gradients stay finite
+
+
+def supernet(C: int = 16, N: int = 5, num_classes: int = 10, partial: int = 1, skip_dropout: bool = False) -> NB201Network:
+    """The NB201 network with mixed edges (``select="mask"``)."""
+    return NB201Network(C=C, N=N, num_classes=num_classes, select="mask", partial=partial, skip_dropout=skip_dropout)
+
+
+def init_alpha(key: jax.Array, edge_norm: bool = False, scale: float = 1e-3) -> dict[str, Array]:
+    """DARTS init: alpha ~ scale * N(0, 1); ``edge_norm`` adds PC-DARTS's beta."""
+    ka, kb = jax.random.split(key)
+    alpha = {"ops": scale * jax.random.normal(ka, (space.NUM_EDGES, space.NUM_OPS))}
+    if edge_norm:
+        alpha["edges"] = scale * jax.random.normal(kb, (space.NUM_EDGES,))
+    return alpha
+
+
+def full_mask() -> Bool[Array, "6 5"]:
+    return jnp.ones((space.NUM_EDGES, space.NUM_OPS), bool)
+
+
+def edge_weights(beta: Float[Array, "6"]) -> Float[Array, "6"]:
+    """Softmax of beta over the edges entering each node (PC-DARTS edge normalisation)."""
+    out = jnp.zeros_like(beta)
+    for edges in NODE_EDGES:
+        idx = np.asarray(edges)
+        out = out.at[idx].set(jax.nn.softmax(beta[idx]))
+    return out
+
+
+def mixing_weights(alpha: dict[str, Array], op_mask: Bool[Array, "6 5"] | None = None) -> Float[Array, "6 5"]:
+    """Edge mixing weights fed to the supernet (see module docstring)."""
+    logits = alpha["ops"] if op_mask is None else jnp.where(op_mask, alpha["ops"], _NEG)
+    w = jax.nn.softmax(logits, axis=-1)
+    if "edges" in alpha:
+        w = w * edge_weights(alpha["edges"])[:, None]
+    return w
+
+
+def discretize(alpha: dict[str, Array], op_mask: Bool[Array, "6 5"] | None = None) -> Int[Array, "6"]:
+    """The derived cell: argmax op per edge among the ops still allowed."""
+    logits = alpha["ops"] if op_mask is None else jnp.where(op_mask, alpha["ops"], _NEG)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)

@@ -1,0 +1,142 @@
+"""One-shot bilevel search loop shared by DARTS, PC-DARTS and P-DARTS.
+
+The survey's DARTS-as-TTSA form (Algorithm 11 with the Algorithm 10 update order)::
+
+    w_{k+1} = w_k - B_k grad_w L_train(w_k, a_k)              (optax SGD, momentum, cosine)
+    a_{k+1} = a_k - A_k hypergrad L_val(w_{k+1}, a_k)          (optax Adam)
+
+``hypergrad`` is any :mod:`jnas.bilevel` estimator, chosen by name: ``first_order``
+(DARTS 1st order), ``finite_difference`` (DARTS 2nd order), ``second_order`` (the same
+gradient exact by jvp), ``implicit_cg``, ``unrolled``, ... Estimators that take an inner
+step size get the current weight learning rate as xi, as in DARTS.
+
+Defaults are DARTS's CIFAR-10 search settings: weights SGD lr 0.025 -> 0.001 cosine,
+momentum 0.9, weight decay 3e-4, gradient clipping 5; alpha Adam lr 3e-4, betas (0.5,
+0.999), weight decay 1e-3 (PyTorch-style L2 added to the gradient). BatchNorm runs in
+training mode; its running statistics follow the weight step's batch.
+
+Not jitted end to end over epochs (data comes from the host); each step is one jitted call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jnas import bilevel
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    total_steps: int
+    estimator: str = "first_order"
+    estimator_kwargs: tuple[tuple[str, Any], ...] = ()
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    a_lr: float = 3e-4
+    a_b1: float = 0.5
+    a_b2: float = 0.999
+    a_weight_decay: float = 1e-3
+    warmup_steps: int = 0  # weight-only steps before alpha moves (P-DARTS uses 10 of 25 epochs)
+
+
+class SearchState(NamedTuple):
+    params: PyTree  # supernet weights w
+    batch_stats: PyTree  # BN running statistics
+    alpha: PyTree  # architecture parameters a
+    w_opt: optax.OptState
+    a_opt: optax.OptState
+    step: jax.Array  # () int32
+
+
+def weight_schedule(config: SearchConfig) -> optax.Schedule:
+    return optax.cosine_decay_schedule(config.w_lr, max(config.total_steps, 1), alpha=config.w_lr_min / config.w_lr)
+
+
+def weight_optimizer(config: SearchConfig) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(config.grad_clip),
+        optax.add_decayed_weights(config.w_weight_decay),
+        optax.sgd(weight_schedule(config), momentum=config.momentum),
+    )
+
+
+def alpha_optimizer(config: SearchConfig) -> optax.GradientTransformation:
+    return optax.chain(optax.add_decayed_weights(config.a_weight_decay), optax.adam(config.a_lr, b1=config.a_b1, b2=config.a_b2))
+
+
+def make_estimator(config: SearchConfig, lr: jax.Array) -> bilevel.Estimator:
+    """The configured estimator; ``lr`` (xi) is filled in when the estimator takes one."""
+    if config.estimator not in bilevel.ESTIMATORS:
+        raise ValueError(f"unknown hypergradient estimator {config.estimator!r}; valid names are {sorted(bilevel.ESTIMATORS)}")
+    kwargs = dict(config.estimator_kwargs)
+    if "lr" in inspect.signature(bilevel.ESTIMATORS[config.estimator]).parameters and "lr" not in kwargs:
+        kwargs["lr"] = lr
+    return bilevel.get(config.estimator, **kwargs)
+
+
+def init_state(key: jax.Array, net: nn.Module, alpha: PyTree, mix: Callable, x: jax.Array, config: SearchConfig) -> SearchState:
+    """Supernet variables from ``net.init`` on a sample batch ``x``, fresh optimiser states."""
+    make_estimator(config, jnp.float32(config.w_lr))  # validate the name before tracing
+    variables = net.init({"params": key, "dropout": key}, x, mix(alpha))
+    params, stats = variables["params"], variables.get("batch_stats", {})
+    return SearchState(
+        params, stats, alpha, weight_optimizer(config).init(params), alpha_optimizer(config).init(alpha), jnp.zeros((), jnp.int32)
+    )
+
+
+def make_step(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], config: SearchConfig) -> Callable:
+    """A jitted ``step(state, train_batch, val_batch, key, drop_rate, op_mask) -> (state, metrics)``.
+
+    ``mix(alpha, op_mask)`` maps alpha to the supernet's mixing weights; batches are
+    ``(images, labels)``; ``drop_rate`` feeds P-DARTS skip dropout (0 otherwise).
+    """
+    w_tx, a_tx, sched = weight_optimizer(config), alpha_optimizer(config), weight_schedule(config)
+
+    def loss(params, stats, alpha, batch, key, drop_rate, op_mask):
+        x, y = batch
+        logits, upd = net.apply(
+            {"params": params, "batch_stats": stats}, x, mix(alpha, op_mask), True, drop_rate,
+            mutable=["batch_stats"], rngs={"dropout": key},
+        )
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return ce, (upd["batch_stats"], (jnp.argmax(logits, -1) == y).mean())
+
+    @jax.jit
+    def step(state: SearchState, train_batch, val_batch, key, drop_rate, op_mask):
+        k_train, k_val, k_est = jax.random.split(key, 3)
+        (l_train, (stats, acc_train)), g = jax.value_and_grad(loss, has_aux=True)(
+            state.params, state.batch_stats, state.alpha, train_batch, k_train, drop_rate, op_mask
+        )
+        upd, w_opt = w_tx.update(g, state.w_opt, state.params)
+        params = optax.apply_updates(state.params, upd)
+        problem = bilevel.Problem(
+            outer=lambda a, w: loss(w, stats, a, val_batch, k_val, drop_rate, op_mask)[0],
+            inner=lambda a, w: loss(w, stats, a, train_batch, k_train, drop_rate, op_mask)[0],
+        )
+        estimator = make_estimator(config, sched(state.step))
+
+        def alpha_step(_):
+            ga = estimator(problem, state.alpha, params, k_est)
+            a_upd, a_opt = a_tx.update(ga, state.a_opt, state.alpha)
+            return optax.apply_updates(state.alpha, a_upd), a_opt
+
+        alpha, a_opt = jax.lax.cond(
+            state.step >= config.warmup_steps, alpha_step, lambda _: (state.alpha, state.a_opt), None
+        )
+        l_val, (_, acc_val) = loss(params, stats, state.alpha, val_batch, k_val, drop_rate, op_mask)
+        metrics = {"train_loss": l_train, "train_acc": acc_train, "val_loss": l_val, "val_acc": acc_val, "w_lr": sched(state.step)}
+        return SearchState(params, stats, alpha, w_opt, a_opt, state.step + 1), metrics
+
+    return step

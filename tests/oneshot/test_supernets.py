@@ -1,0 +1,188 @@
+"""DARTS supernets: equivalence with the standalone network, op shapes, discretisation."""
+
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jnas import bilevel
+from jnas.nets.darts import DartsSupernet, DilConv, FactorizedReduce, SearchCell, SepConv
+from jnas.nets.nb201 import NB201Network, channel_shuffle
+from jnas.oneshot import darts_cells, pdarts
+from jnas.oneshot import nb201 as os201
+from jnas.spaces import darts as dspace
+
+
+def test_one_hot_alpha_reproduces_the_standalone_network(key):
+    x = jax.random.normal(key, (4, 16, 16, 3))
+    net = os201.supernet(C=4, N=1)
+    standalone = NB201Network(C=4, N=1)
+    for arch in ([3, 0, 1, 2, 4, 3], [1, 1, 0, 3, 2, 2]):
+        arch = jnp.array(arch)
+        v = standalone.init(key, x, arch)  # same parameter tree as the supernet
+        ref = standalone.apply(v, x, arch, mutable=["batch_stats"])[0]
+        out = net.apply(v, x, os201.mixing_weights({"ops": 1e3 * jax.nn.one_hot(arch, 5)}), mutable=["batch_stats"])[0]
+        np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+        assert jnp.all(os201.discretize({"ops": jax.nn.one_hot(arch, 5)}) == arch)
+
+
+def test_finite_difference_matches_exact_second_order_on_a_small_smooth_network(key):
+    # A 2-layer mixed-op network with smooth ops (tanh, sin, identity, softplus), float32, DARTS's eps.
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    xs, xv = jax.random.normal(k1, (32, 6)), jax.random.normal(k2, (32, 6))
+    ys, yv = jnp.arange(32) % 3, (jnp.arange(32) + 1) % 3
+    ops = (jnp.tanh, jnp.sin, lambda h: h, jax.nn.softplus)
+
+    def loss(w, a, x, y):
+        h = x @ w["w1"]
+        h = sum(p * f(h) for p, f in zip(jax.nn.softmax(a), ops))
+        return optax.softmax_cross_entropy_with_integer_labels(h @ w["w2"], y).mean()
+
+    w = {"w1": jax.random.normal(k3, (6, 16)) / 2.5, "w2": jax.random.normal(k4, (16, 3)) / 4}
+    a = jnp.array([0.1, -0.2, 0.3, 0.0])
+    prob = bilevel.Problem(outer=lambda a, w: loss(w, a, xv, yv), inner=lambda a, w: loss(w, a, xs, ys))
+    exact = bilevel.second_order(0.5)(prob, a, w, key)
+    fd = bilevel.finite_difference(0.5)(prob, a, w, key)
+    first = bilevel.first_order()(prob, a, w, key)
+    err = float(jnp.linalg.norm(fd - exact) / jnp.linalg.norm(exact))
+    assert err < 1e-2, err
+    assert float(jnp.linalg.norm(first - exact) / jnp.linalg.norm(exact)) > 1e-2  # the second-order term matters
+
+
+@pytest.mark.slow
+def test_finite_difference_converges_to_exact_on_the_nb201_supernet(key):
+    # ReLU kinks make DARTS's eps = 0.01/||v|| inaccurate on real supernets; with a tiny eps in
+    # float64 the central difference must match the jvp product (checks the estimator's algebra).
+    with jax.enable_x64(True):
+        x = jax.random.normal(key, (4, 8, 8, 3), jnp.float64)
+        x2 = jax.random.normal(jax.random.key(1), (4, 8, 8, 3), jnp.float64)
+        y = jnp.arange(4)
+        net = os201.supernet(C=4, N=1)
+        alpha = {"ops": 0.1 * jax.random.normal(key, (6, 5), jnp.float64)}
+        v = net.init(key, x, os201.mixing_weights(alpha))
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), v["params"])
+
+        def loss(w, a, xb):
+            logits = net.apply({"params": w, "batch_stats": v["batch_stats"]}, xb, os201.mixing_weights(a), True, mutable=["batch_stats"])[0]
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        prob = bilevel.Problem(outer=lambda a, w: loss(w, a, x2), inner=lambda a, w: loss(w, a, x))
+        exact = bilevel.second_order(0.025)(prob, alpha, params, key)["ops"]
+        fd = bilevel.finite_difference(0.025, scale=1e-6)(prob, alpha, params, key)["ops"]
+        unrolled = bilevel.unrolled(1, 0.025)(prob, alpha, params, key)["ops"]
+        assert float(jnp.linalg.norm(fd - exact) / jnp.linalg.norm(exact)) < 1e-6
+        assert float(jnp.linalg.norm(unrolled - exact) / jnp.linalg.norm(exact)) < 1e-10
+
+
+def test_edge_normalisation_and_pruned_ops(key):
+    alpha = os201.init_alpha(key, edge_norm=True, scale=1.0)
+    mask = os201.full_mask().at[:, 0].set(False)
+    w = os201.mixing_weights(alpha, mask)
+    assert jnp.all(w[:, 0] == 0)
+    per_edge = w.sum(1)  # = softmax(beta) over the edges entering each node
+    for edges in os201.NODE_EDGES:
+        np.testing.assert_allclose(per_edge[np.array(edges)].sum(), 1.0, rtol=1e-6)
+    beta = np.asarray(alpha["edges"])
+    e = np.array(os201.NODE_EDGES[2])
+    np.testing.assert_allclose(per_edge[e], np.exp(beta[e]) / np.exp(beta[e]).sum(), rtol=1e-5)
+
+
+def test_channel_shuffle_matches_the_nchw_reference():
+    x = np.arange(2 * 12).reshape(2, 1, 1, 12).astype(np.float32)
+    ref = x.transpose(0, 3, 1, 2).reshape(2, 3, 4, 1, 1).transpose(0, 2, 1, 3, 4).reshape(2, 12, 1, 1).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(channel_shuffle(jnp.asarray(x), 3), ref)
+
+
+def test_partial_channel_supernet_shapes_and_bypass(key):
+    x = jax.random.normal(key, (2, 16, 16, 3))
+    net = os201.supernet(C=8, N=1, partial=4)
+    alpha = os201.init_alpha(key, edge_norm=True)
+    v = net.init(key, x, os201.mixing_weights(alpha))
+    # Convs on edges see C/4 channels.
+    assert v["params"]["cell_0_0"]["edge_0"]["nor_conv_3x3"]["conv"]["kernel"].shape == (3, 3, 2, 2)
+    assert net.apply(v, x, os201.mixing_weights(alpha), mutable=["batch_stats"])[0].shape == (2, 10)
+    with pytest.raises(ValueError, match="partial=3"):
+        os201.supernet(C=8, N=1, partial=3).init(key, x, os201.mixing_weights(alpha))
+
+
+@pytest.mark.parametrize("module,stride,out", [
+    (FactorizedReduce(12), None, (2, 8, 8, 12)),
+    (SepConv(10, 3, 1), None, (2, 16, 16, 10)),
+    (SepConv(10, 5, 2), None, (2, 8, 8, 10)),
+    (DilConv(10, 3, 1), None, (2, 16, 16, 10)),
+    (DilConv(10, 5, 2), None, (2, 8, 8, 10)),
+])
+def test_darts_op_shapes(key, module, stride, out):
+    x = jax.random.normal(key, (2, 16, 16, 6))
+    v = module.init(key, x, True)
+    assert module.apply(v, x, True, mutable=["batch_stats"])[0].shape == out
+
+
+def test_factorized_reduce_reads_both_pixel_grids(key):
+    x = jnp.zeros((1, 4, 4, 2)).at[0, 1, 1, 0].set(1.0)  # only on the odd grid
+    fr = FactorizedReduce(4, affine=False)
+    v = fr.init(key, x, False)
+    y = fr.apply(v, x, False)  # eval mode: BN with init running stats is the identity (up to eps)
+    assert float(jnp.abs(y[..., :2]).max()) == 0.0 and float(jnp.abs(y[..., 2:]).max()) > 0.0
+
+
+def test_reduction_cell_and_supernet_shapes(key):
+    w = darts_cells.mixing_weights(darts_cells.init_alpha(key))
+    s0, s1 = jnp.ones((2, 16, 16, 12)), jnp.ones((2, 16, 16, 12))
+    for reduction, reduction_prev, s0_in, side in ((False, False, s0, 16), (True, False, s0, 8), (False, True, jnp.ones((2, 32, 32, 6)), 16)):
+        cell = SearchCell(4, reduction, reduction_prev)
+        v = cell.init(key, s0_in, s1, w["normal"], True)
+        out = cell.apply(v, s0_in, s1, w["normal"], True, mutable=["batch_stats"])[0]
+        assert out.shape == (2, side, side, 16)  # concat of 4 nodes of C=4 channels
+    net = DartsSupernet(C=4, layers=3)
+    x = jnp.ones((2, 16, 16, 3))
+    v = net.init(key, x, w)
+    assert net.apply(v, x, w, mutable=["batch_stats"])[0].shape == (2, 10)
+    # Cells 1 and 2 are reductions with doubled width: 4 -> 8 -> 16 channels per node.
+    assert v["params"]["cell_2"]["preprocess1"]["conv"]["kernel"].shape == (1, 1, 32, 16)
+    with pytest.raises(ValueError, match=r"weights\['reduce'\] must have shape \(14, 8\)"):
+        net.init(key, x, {"normal": w["normal"]})
+
+
+def test_darts_discretisation_matches_brute_force(key):
+    alpha = darts_cells.init_alpha(key, scale=1.0)
+    arch = darts_cells.discretize(alpha)
+    w = {c: np.asarray(v) for c, v in darts_cells.mixing_weights(alpha).items()}
+    for c, name in enumerate(dspace.CELLS):
+        for n, j in enumerate(range(2, 6)):
+            def strength(i):
+                return w[name][dspace.edge_index(i, j), 1:].max()
+            best = max(itertools.combinations(range(j), 2), key=lambda p: strength(p[0]) + strength(p[1]))
+            assert tuple(arch[c, n, :, 0]) == best
+            for i, op in arch[c, n]:
+                assert op == 1 + np.argmax(w[name][dspace.edge_index(i, j), 1:])
+
+
+def test_darts_genotype_codec():
+    arch = dspace.from_string(dspace.DARTS_V2)
+    assert dspace.to_string(arch) == dspace.DARTS_V2
+    assert arch[0, 3, 1].tolist() == [2, dspace.OPS.index("dil_conv_3x3")]
+    bad_op = dspace.DARTS_V2.replace("dil_conv_3x3", "dil_conv_9x9")
+    with pytest.raises(ValueError, match=r"unknown op 'dil_conv_9x9' at position \d+"):
+        dspace.from_string(bad_op)
+    with pytest.raises(ValueError, match="input 5 must be in 0..4"):
+        dspace.from_string(dspace.DARTS_V2.replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)"))
+    with pytest.raises(ValueError, match="both inputs are node 1"):
+        dspace.from_string(dspace.DARTS_V2.replace("('sep_conv_3x3', 0), ('sep_conv_3x3', 1)", "('sep_conv_3x3', 1), ('sep_conv_3x3', 1)", 1))
+
+
+def test_pdarts_pruning_and_skip_limit():
+    logits = jnp.array([[0.0, 3.0, 1.0, 2.0, -1.0]] * 3 + [[0.0, 1.0, 5.0, 2.0, 0.5]] * 3)
+    mask = pdarts.prune_ops(logits, os201.full_mask(), keep=2)
+    assert mask.sum(1).tolist() == [2] * 6 and bool(mask[0, 1]) and bool(mask[0, 3]) and bool(mask[3, 2])
+    # Three edges prefer skip (op 1); allow two: the two with the largest skip weight keep it.
+    logits = logits.at[1, 1].set(4.0).at[2, 1].set(2.5)
+    arch = pdarts.limit_skips(logits, os201.full_mask(), max_skips=2, skip=1)
+    assert arch.tolist() == [1, 1, 3, 2, 2, 2]  # edge 2: skip 2.5 is weakest -> next best op 3
+    assert pdarts.drop_rate(0.4, 0) == 0.4 and abs(pdarts.drop_rate(0.4, 5) - 0.4 * np.exp(-1.0)) < 1e-12
+    with pytest.raises(ValueError, match="keep must be in 1..5"):
+        pdarts.prune_ops(logits, os201.full_mask(), keep=0)
