@@ -6,9 +6,13 @@ in one argument (see :mod:`jnas.bilevel.problem`)::
     from jnas import bilevel
     est = bilevel.get("implicit_cg", iters=20)
     g = est(bilevel.Problem(outer=f, inner=g), x, y, key)
+
+``argmin(inner, x, y0, solver)`` is the same implicit gradient as a differentiable inner
+solution: ``jax.grad(lambda x: f(x, bilevel.argmin(g, x, y0, bilevel.gradient_descent(100, 0.1))))``.
 """
 
 from jnas.bilevel import ttsa
+from jnas.bilevel.argmin import argmin, gradient_descent
 from jnas.bilevel.finite_difference import finite_difference
 from jnas.bilevel.first_order import first_order
 from jnas.bilevel.implicit import implicit_cg, implicit_neumann
@@ -40,6 +44,8 @@ def get(name: str, **kwargs) -> Estimator:
 
 __all__ = [
     "ESTIMATORS",
+    "argmin",
+    "gradient_descent",
     "Estimator",
     "Problem",
     "cross_xy",

@@ -109,3 +109,15 @@ def test_bad_settings_raise():
         bilevel.unrolled(0, 0.1)
     with pytest.raises(ValueError, match="lr > 0"):
         bilevel.finite_difference(lr=0.0)
+
+
+def test_argmin_by_custom_root_gives_the_implicit_hypergradient(quad, key):
+    x = quad.x0 - 0.2
+    solver = bilevel.gradient_descent(steps=600, lr=0.1)
+
+    def loss(x_):
+        return quad.problem.outer(x_, bilevel.argmin(quad.problem.inner, x_, quad.y0, solver))
+
+    y = bilevel.argmin(quad.problem.inner, x, quad.y0, solver)
+    assert rel(y, quad.solve_inner(x)) < 1e-12
+    assert rel(jax.grad(loss)(x), quad.hypergrad(x)) < 1e-10
