@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from jnas.oneshot.nb201 import edge_weights
 from jnas.spaces import darts as space
 
 NODE_EDGES = tuple(tuple(space.edge_index(i, j) for i in range(j)) for j in range(2, 2 + space.STEPS))
@@ -32,22 +33,13 @@ def full_mask() -> dict[str, Array]:
     return {c: jnp.ones((space.NUM_EDGES, space.NUM_OPS), bool) for c in space.CELLS}
 
 
-def edge_weights(beta: Array) -> Array:
-    """Softmax of beta over the edges entering each node."""
-    out = jnp.zeros_like(beta)
-    for edges in NODE_EDGES:
-        idx = np.asarray(edges)
-        out = out.at[idx].set(jax.nn.softmax(beta[idx]))
-    return out
-
-
 def mixing_weights(alpha: dict[str, Array], op_mask: dict[str, Array] | None = None) -> dict[str, Array]:
     out = {}
     for c in space.CELLS:
         logits = alpha[c] if op_mask is None else jnp.where(op_mask[c], alpha[c], _NEG)
         w = jax.nn.softmax(logits, axis=-1)
         if f"{c}_edges" in alpha:
-            w = w * edge_weights(alpha[f"{c}_edges"])[:, None]
+            w = w * edge_weights(alpha[f"{c}_edges"], NODE_EDGES)[:, None]
         out[c] = w
     return out
 

@@ -40,10 +40,10 @@ def full_mask() -> Bool[Array, "6 5"]:
     return jnp.ones((space.NUM_EDGES, space.NUM_OPS), bool)
 
 
-def edge_weights(beta: Float[Array, "6"]) -> Float[Array, "6"]:
+def edge_weights(beta: Float[Array, "e"], node_edges: tuple[tuple[int, ...], ...] = NODE_EDGES) -> Float[Array, "e"]:
     """Softmax of beta over the edges entering each node (PC-DARTS edge normalisation)."""
     out = jnp.zeros_like(beta)
-    for edges in NODE_EDGES:
+    for edges in node_edges:
         idx = np.asarray(edges)
         out = out.at[idx].set(jax.nn.softmax(beta[idx]))
     return out

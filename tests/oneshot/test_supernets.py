@@ -186,3 +186,11 @@ def test_pdarts_pruning_and_skip_limit():
     assert pdarts.drop_rate(0.4, 0) == 0.4 and abs(pdarts.drop_rate(0.4, 5) - 0.4 * np.exp(-1.0)) < 1e-12
     with pytest.raises(ValueError, match="keep must be in 1..5"):
         pdarts.prune_ops(logits, os201.full_mask(), keep=0)
+
+
+def test_darts_edge_normalisation_sums_to_one_per_node(key):
+    w = darts_cells.mixing_weights(darts_cells.init_alpha(key, edge_norm=True, scale=1.0))
+    for c in dspace.CELLS:
+        per_edge = np.asarray(w[c]).sum(1)
+        for edges in darts_cells.NODE_EDGES:
+            np.testing.assert_allclose(per_edge[np.array(edges)].sum(), 1.0, rtol=1e-6)
