@@ -52,7 +52,7 @@ class Config:
 def time_estimator(name: str, cfg: Config, batches: tuple, key: jax.Array) -> dict:
     net = os201.supernet(C=cfg.C, N=cfg.N)
     conf = SearchConfig(total_steps=1000, estimator=name)
-    state = init_state(key, net, os201.init_alpha(key), lambda a: os201.mixing_weights(a), batches[0][0][:2], conf)
+    state = init_state(key, net, os201.init_alpha(key), os201.mixing_weights, batches[0][0][:2], conf)
     step = make_step(net, os201.mixing_weights, conf)
     mask = os201.full_mask()
     t0 = time.perf_counter()

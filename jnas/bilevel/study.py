@@ -88,12 +88,10 @@ def outer_run(
         def body(state, k):
             k_prob, k_est = jax.random.split(k)
             problem = ref.sample(k_prob)
-            y = state.y
-            if method == "implicit":
-                y = jax.lax.fori_loop(0, inner_steps, lambda _, y_: bilevel.problem.inner_step(problem, state.x, y_, lr), y)
-            h = est(problem, state.x, y, k_est)
-            if method == "unrolled":  # keep the unrolled iterate as the next warm start
-                y = jax.lax.fori_loop(0, inner_steps, lambda _, y_: bilevel.problem.inner_step(problem, state.x, y_, lr), y)
+            # Both warm-start the inner iterate with the same steps: implicit solves from the
+            # new iterate; unrolled differentiates those steps from the old one.
+            y = jax.lax.fori_loop(0, inner_steps, lambda _, y_: bilevel.problem.inner_step(problem, state.x, y_, lr), state.y)
+            h = est(problem, state.x, y if method == "implicit" else state.y, k_est)
             x = otu.tree_add_scale(state.x, -alpha(state.k.astype(jnp.float32)), h)
             state = ttsa.TTSAState(x, y, state.k + 1)
             return state, state.x

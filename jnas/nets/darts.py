@@ -20,8 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jnas.nets.layers import ReLUConvBN, batch_norm, torch_bias_init, torch_kernel_init
-from jnas.nets.nb201 import channel_shuffle
+from jnas.nets.layers import ReLUConvBN, batch_norm, channel_shuffle, torch_bias_init, torch_kernel_init
 from jnas.spaces import darts as space
 
 
@@ -52,8 +51,8 @@ class FactorizedReduce(nn.Module):
         if self.features % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {self.features}")
         x = nn.relu(x)
-        a = nn.Conv(self.features // 2, (1, 1), strides=(2, 2), padding="VALID", use_bias=False, kernel_init=torch_kernel_init, name="conv_1")(x)
-        b = nn.Conv(self.features // 2, (1, 1), strides=(2, 2), padding="VALID", use_bias=False, kernel_init=torch_kernel_init, name="conv_2")(x[:, 1:, 1:])
+        a = _conv(self.features // 2, 1, stride=2, name="conv_1")(x)
+        b = _conv(self.features // 2, 1, stride=2, name="conv_2")(x[:, 1:, 1:])
         return batch_norm(train, "bn", self.affine)(jnp.concatenate([a, b], axis=-1))
 
 

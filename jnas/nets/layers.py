@@ -94,3 +94,10 @@ def batch_norm(train: bool, name: str | None = None, affine: bool = True) -> nn.
     return nn.BatchNorm(
         use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=affine, use_bias=affine, name=name
     )
+
+
+def channel_shuffle(x: Float[Array, "... c"], groups: int) -> Float[Array, "... c"]:
+    """Interleave ``groups`` channel groups: channel g*(c/groups)+i moves to i*groups+g
+    (ShuffleNet's shuffle, as PC-DARTS applies it after each partial-channel edge)."""
+    c = x.shape[-1]
+    return x.reshape(*x.shape[:-1], groups, c // groups).swapaxes(-1, -2).reshape(x.shape)

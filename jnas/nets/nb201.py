@@ -38,6 +38,7 @@ from jaxtyping import Array, Float, Int
 
 from jnas.nets.layers import (
     ChannelProbe,
+    channel_shuffle,
     ReLUConvBN,
     batch_norm,
     relu_kernel,
@@ -47,13 +48,6 @@ from jnas.nets.layers import (
 from jnas.spaces import nb201 as space
 
 SELECT_MODES = ("switch", "mask")
-
-
-def channel_shuffle(x: Float[Array, "... c"], groups: int) -> Float[Array, "... c"]:
-    """Interleave ``groups`` channel groups: channel g*(c/groups)+i moves to i*groups+g
-    (ShuffleNet's shuffle, as PC-DARTS applies it after each partial-channel edge)."""
-    c = x.shape[-1]
-    return x.reshape(*x.shape[:-1], groups, c // groups).swapaxes(-1, -2).reshape(x.shape)
 
 
 class Edge(nn.Module):

@@ -14,11 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from jnas.oneshot.nb201 import edge_weights
+from jnas.oneshot.mixing import edge_weights, op_weights
 from jnas.spaces import darts as space
 
 NODE_EDGES = tuple(tuple(space.edge_index(i, j) for i in range(j)) for j in range(2, 2 + space.STEPS))
-_NEG = -1e30
 
 
 def init_alpha(key: jax.Array, edge_norm: bool = False, scale: float = 1e-3) -> dict[str, Array]:
@@ -36,8 +35,7 @@ def full_mask() -> dict[str, Array]:
 def mixing_weights(alpha: dict[str, Array], op_mask: dict[str, Array] | None = None) -> dict[str, Array]:
     out = {}
     for c in space.CELLS:
-        logits = alpha[c] if op_mask is None else jnp.where(op_mask[c], alpha[c], _NEG)
-        w = jax.nn.softmax(logits, axis=-1)
+        w = op_weights(alpha[c], None if op_mask is None else op_mask[c])
         if f"{c}_edges" in alpha:
             w = w * edge_weights(alpha[f"{c}_edges"], NODE_EDGES)[:, None]
         out[c] = w

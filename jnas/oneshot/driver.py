@@ -63,8 +63,7 @@ def run_stage(
         rate = jnp.float32(stage.drop_rate(epoch))
         sums: dict[str, float] = {}
         for i in tqdm(range(steps), desc=f"epoch {epoch + 1}/{stage.epochs}", leave=False):
-            tb = (jnp.asarray(train[0][pt[i * batch : (i + 1) * batch]]), jnp.asarray(train[1][pt[i * batch : (i + 1) * batch]]))
-            vb = (jnp.asarray(val[0][pv[i * batch : (i + 1) * batch]]), jnp.asarray(val[1][pv[i * batch : (i + 1) * batch]]))
+            tb, vb = _batch(train, pt, i, batch), _batch(val, pv, i, batch)
             state, m = step(state, tb, vb, jax.random.fold_in(ke, 2 + i), rate, stage.op_mask)
             for k, v in m.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -75,6 +74,12 @@ def run_stage(
         tmp.write_bytes(flax.serialization.msgpack_serialize({"state": flax.serialization.to_state_dict(state), "epoch": epoch + 1}))
         tmp.replace(ckpt)
     return state
+
+
+def _batch(split: tuple, perm: np.ndarray, i: int, batch: int) -> tuple[jax.Array, jax.Array]:
+    """Batch ``i`` of ``split = (images, labels)`` in the order ``perm``."""
+    idx = perm[i * batch : (i + 1) * batch]
+    return jnp.asarray(split[0][idx]), jnp.asarray(split[1][idx])
 
 
 def append_jsonl(path: Path) -> Callable[[dict], None]:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from jnas.nets.nb201 import NB201Network
+from jnas.oneshot.mixing import edge_weights, masked_logits, op_weights
 from jnas.spaces import nb201 as space
 
 # Incoming edges of nodes 1, 2, 3 (positions in the official edge order).
 NODE_EDGES = tuple(tuple(e for e, (_, j) in enumerate(space.EDGES) if j == node) for node in range(1, space.SPACE.num_nodes))
-_NEG = -1e30  # masked logit: exp underflows to exactly 0, gradients stay finite
 
 
 def supernet(C: int = 16, N: int = 5, num_classes: int = 10, partial: int = 1, skip_dropout: bool = False) -> NB201Network:
@@ -40,25 +39,14 @@ def full_mask() -> Bool[Array, "6 5"]:
     return jnp.ones((space.NUM_EDGES, space.NUM_OPS), bool)
 
 
-def edge_weights(beta: Float[Array, "e"], node_edges: tuple[tuple[int, ...], ...] = NODE_EDGES) -> Float[Array, "e"]:
-    """Softmax of beta over the edges entering each node (PC-DARTS edge normalisation)."""
-    out = jnp.zeros_like(beta)
-    for edges in node_edges:
-        idx = np.asarray(edges)
-        out = out.at[idx].set(jax.nn.softmax(beta[idx]))
-    return out
-
-
 def mixing_weights(alpha: dict[str, Array], op_mask: Bool[Array, "6 5"] | None = None) -> Float[Array, "6 5"]:
     """Edge mixing weights fed to the supernet (see module docstring)."""
-    logits = alpha["ops"] if op_mask is None else jnp.where(op_mask, alpha["ops"], _NEG)
-    w = jax.nn.softmax(logits, axis=-1)
+    w = op_weights(alpha["ops"], op_mask)
     if "edges" in alpha:
-        w = w * edge_weights(alpha["edges"])[:, None]
+        w = w * edge_weights(alpha["edges"], NODE_EDGES)[:, None]
     return w
 
 
 def discretize(alpha: dict[str, Array], op_mask: Bool[Array, "6 5"] | None = None) -> Int[Array, "6"]:
     """The derived cell: argmax op per edge among the ops still allowed."""
-    logits = alpha["ops"] if op_mask is None else jnp.where(op_mask, alpha["ops"], _NEG)
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jnp.argmax(masked_logits(alpha["ops"], op_mask), axis=-1).astype(jnp.int32)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
+
+from jnas.oneshot.mixing import op_weights
 
 
 def prune_ops(logits: Float[Array, "e o"], op_mask: Bool[Array, "e o"], keep: int) -> Bool[Array, "e o"]:
@@ -45,8 +46,8 @@ def limit_skips(logits: Float[Array, "e o"], op_mask: Bool[Array, "e o"], max_sk
         skips = np.flatnonzero(arch == skip)
         if len(skips) <= max_skips:
             return jnp.asarray(arch, jnp.int32)
-        w = jax.nn.softmax(jnp.where(mask, lg, -1e30), axis=-1)
-        keep = skips[np.argsort(-np.asarray(w)[skips, skip], kind="stable")[:max_skips]]
+        w = np.asarray(op_weights(jnp.asarray(lg), jnp.asarray(mask)))
+        keep = skips[np.argsort(-w[skips, skip], kind="stable")[:max_skips]]
         for e in set(skips.tolist()) - set(keep.tolist()):
             mask[e, skip] = False
             if not mask[e].any():

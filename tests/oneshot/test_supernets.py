@@ -11,7 +11,8 @@ import pytest
 
 from jnas import bilevel
 from jnas.nets.darts import DartsSupernet, DilConv, FactorizedReduce, SearchCell, SepConv
-from jnas.nets.nb201 import NB201Network, channel_shuffle
+from jnas.nets.layers import channel_shuffle
+from jnas.nets.nb201 import NB201Network
 from jnas.oneshot import darts_cells, pdarts
 from jnas.oneshot import nb201 as os201
 from jnas.spaces import darts as dspace

@@ -1,0 +1,31 @@
+"""Mixed-op weights shared by every supernet: a softmax over the ops still allowed on each
+edge, and PC-DARTS edge normalisation (Xu et al. 2020), a softmax of beta over the edges
+entering each node."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float
+
+NEG = -1e30  # masked logit: exp underflows to exactly 0, gradients stay finite
+
+
+def masked_logits(logits: Float[Array, "e o"], op_mask: Bool[Array, "e o"] | None) -> Float[Array, "e o"]:
+    """``logits`` with forbidden ops (``op_mask`` False) pushed to :data:`NEG`."""
+    return logits if op_mask is None else jnp.where(op_mask, logits, NEG)
+
+
+def op_weights(logits: Float[Array, "e o"], op_mask: Bool[Array, "e o"] | None = None) -> Float[Array, "e o"]:
+    """Softmax over the allowed ops of each edge."""
+    return jax.nn.softmax(masked_logits(logits, op_mask), axis=-1)
+
+
+def edge_weights(beta: Float[Array, "e"], node_edges: tuple[tuple[int, ...], ...]) -> Float[Array, "e"]:
+    """Softmax of beta over the edges entering each node; ``node_edges`` lists them per node."""
+    out = jnp.zeros_like(beta)
+    for edges in node_edges:
+        idx = np.asarray(edges)
+        out = out.at[idx].set(jax.nn.softmax(beta[idx]))
+    return out
