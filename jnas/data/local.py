@@ -63,6 +63,14 @@ def _load_split(
     relpath: str, source: str, data_dir: str | os.PathLike | None, split: str, image_shape: tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
     """``x_{split}`` scaled to [0, 1] and ``y_{split}`` as int32 from an npz under the data root."""
+    x, y = read_split(relpath, source, data_dir, split, image_shape)
+    return x.astype(np.float32) / 255.0, y
+
+
+def read_split(
+    relpath: str, source: str, data_dir: str | os.PathLike | None, split: str, image_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw uint8 ``x_{split}`` and int32 ``y_{split}`` from an npz under the data root."""
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}; valid splits are ['train', 'test']")
     path = find_data_file(relpath, data_dir, how_to_get=source)
@@ -73,4 +81,4 @@ def _load_split(
         x, y = d[f"x_{split}"], d[f"y_{split}"]
     if x.shape[1:] != image_shape or len(x) != len(y):
         raise ValueError(f"{path} is malformed: x_{split} {x.shape}, y_{split} {y.shape}; expected (n, {image_shape})")
-    return x.astype(np.float32) / 255.0, y.astype(np.int32)
+    return x.astype(np.uint8), y.astype(np.int32)

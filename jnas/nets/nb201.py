@@ -19,6 +19,10 @@ How an edge picks its op (``select``):
   op-index array (one-hot weights) or a ``(6, 5)`` float array of mixing weights (the
   DARTS mixed op). This is the form to ``vmap``: shared weights with a batch of inputs
   become one large convolution.
+* ``"static"`` -- ``arch`` is a concrete (numpy) array and only the chosen ops are traced:
+  one compilation per architecture, the fastest steps. Standalone training uses it: on a
+  2-core CPU a C=8, N=1 training step took 2.7 s with ``"switch"`` (the backward pass of a
+  traced switch is slow there), 0.47 s with ``"mask"``.
 
 Two search-time options serve :mod:`jnas.oneshot`: ``partial=K`` sends only the first C/K
 channels through the ops and passes the rest by, then shuffles channels (PC-DARTS, Xu et
@@ -47,7 +51,7 @@ from jnas.nets.layers import (
 )
 from jnas.spaces import nb201 as space
 
-SELECT_MODES = ("switch", "mask")
+SELECT_MODES = ("switch", "mask", "static")
 
 
 class Edge(nn.Module):
@@ -98,7 +102,9 @@ class Edge(nn.Module):
             return y, zero_k
 
         branches = (none, skip, conv1, conv3, pool)
-        if self.select == "mask" or self.is_initializing():
+        if self.select == "static" and not self.is_initializing():
+            return branches[int(op)](self, x)  # concrete op: trace only the chosen branch
+        if self.select != "switch" or self.is_initializing():
             outs = [f(self, x) for f in branches]  # at init: creates every op's variables
         if self.select == "mask":
             w = op if jnp.issubdtype(op.dtype, jnp.floating) else jax.nn.one_hot(op, len(branches), dtype=x.dtype)

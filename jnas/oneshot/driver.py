@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jnas.data.pipeline import split_indices
 from jnas.oneshot.search import SearchConfig, SearchState, init_state, make_step
 
 
@@ -33,9 +34,8 @@ class Stage:
 
 def split_train_val(x: np.ndarray, y: np.ndarray, key: jax.Array) -> tuple[tuple, tuple]:
     """Shuffle once and halve: DARTS searches with half the training set as validation."""
-    perm = np.asarray(jax.random.permutation(key, len(x)))
-    h = len(x) // 2
-    return (x[perm[:h]], y[perm[:h]]), (x[perm[h:]], y[perm[h:]])
+    a, b = split_indices(len(x), key, 0.5)
+    return (x[a], y[a]), (x[b], y[b])
 
 
 def run_stage(

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from jnas import bilevel
+from jnas.train.optim import sgd_cosine
 
 PyTree = Any
 
@@ -65,10 +66,9 @@ def weight_schedule(config: SearchConfig) -> optax.Schedule:
 
 
 def weight_optimizer(config: SearchConfig) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.clip_by_global_norm(config.grad_clip),
-        optax.add_decayed_weights(config.w_weight_decay),
-        optax.sgd(weight_schedule(config), momentum=config.momentum),
+    return sgd_cosine(
+        config.w_lr, max(config.total_steps, 1), momentum=config.momentum, nesterov=False,
+        weight_decay=config.w_weight_decay, lr_min=config.w_lr_min, grad_clip=config.grad_clip,
     )
 
 

@@ -1,0 +1,246 @@
+"""Standalone training of one architecture with optax: the NAS-Bench-201 protocol by default.
+
+One jitted train step serves every architecture of a space (the architecture is an input
+array, as everywhere in jnas). ``fit`` runs epochs with tqdm bars, appends a row per epoch to
+``metrics.csv`` and checkpoints ``checkpoint.msgpack`` after each epoch; called again with the
+same ``out`` it resumes after the last finished epoch. All randomness is derived from one key
+by ``fold_in(epoch, step)``, so a resumed run ends with the same numbers as an uninterrupted
+one.
+
+Low-fidelity knobs: ``epochs`` (the cosine schedule is stretched over them, as NB201's 12-epoch
+runs were), data fraction (:func:`jnas.data.subset`), network size (``C``, ``N`` of the net)
+and input ``resolution``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import PRNGKeyArray
+from tqdm.auto import tqdm
+
+from jnas.data.datasets import ImageData
+from jnas.data.pipeline import augment, epoch_batches, normalize, num_batches, resize
+from jnas.train.optim import cosine_lr, sgd_cosine
+
+PyTree = Any
+CSV_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training hyperparameters; defaults are NAS-Bench-201's (200 epochs for the full budget)."""
+
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 0.1
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    augment: bool = True
+    resolution: int | None = None
+    eval_batch_size: int = 1000
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+class TrainState(NamedTuple):
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: optax.OptState
+    step: jax.Array  # () int32, optimiser steps taken
+
+
+def optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    return sgd_cosine(
+        config.lr, config.epochs * steps_per_epoch, momentum=config.momentum, nesterov=config.nesterov,
+        weight_decay=config.weight_decay, lr_min=config.lr_min,
+    )
+
+
+def _inputs(x, spec, resolution):
+    return resize(normalize(x, spec.mean, spec.std), resolution)
+
+
+def _is_static(net: nn.Module) -> bool:
+    """Nets with ``select="static"`` compile per architecture: arch is a static jit argument."""
+    return getattr(net, "select", None) == "static"
+
+
+def arch_arg(net: nn.Module, arch):
+    """The architecture in the form the jitted steps take: a hashable tuple for static nets."""
+    return tuple(np.asarray(arch).ravel().tolist()) + (np.asarray(arch).shape,) if _is_static(net) else arch
+
+
+def _arch_value(arch):
+    if isinstance(arch, tuple):  # static: (values..., shape)
+        return np.asarray(arch[:-1], np.int32).reshape(arch[-1])
+    return arch
+
+
+def init_state(key: PRNGKeyArray, net: nn.Module, arch, example: ImageData, tx: optax.GradientTransformation,
+               resolution: int | None = None) -> TrainState:
+    """Fresh weights (the net's own initialisers) and optimiser state."""
+    x = _inputs(jnp.asarray(example.x[:2]), example.spec, resolution)
+    variables = net.init(key, x, arch)
+    params = variables["params"]
+    return TrainState(params, variables.get("batch_stats", {}), tx.init(params), jnp.zeros((), jnp.int32))
+
+
+def make_train_step(net: nn.Module, tx: optax.GradientTransformation, spec, config: TrainConfig) -> Callable:
+    """``step(state, arch, x_uint8, y, key) -> (state, {"loss", "correct"})``, jitted once."""
+
+    def loss_fn(params, batch_stats, arch, x, y):
+        logits, updates = net.apply(
+            {"params": params, "batch_stats": batch_stats}, x, arch, train=True, mutable=["batch_stats"]
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, (updates.get("batch_stats", {}), jnp.sum(jnp.argmax(logits, -1) == y))
+
+    @functools.partial(jax.jit, static_argnums=1 if _is_static(net) else ())
+    def step(state: TrainState, arch, x, y, key):
+        arch = _arch_value(arch)
+        x = _inputs(x, spec, config.resolution)
+        if config.augment:
+            x = augment(key, x)
+        (loss, (stats, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.batch_stats, arch, x, y
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, stats, opt_state, state.step + 1), {"loss": loss, "correct": correct}
+
+    return step
+
+
+def make_eval_step(net: nn.Module, spec, config: TrainConfig) -> Callable:
+    """``evaluate(state, arch, x_uint8, y) -> (summed loss, correct count)`` with running BN stats."""
+
+    @functools.partial(jax.jit, static_argnums=1 if _is_static(net) else ())
+    def evaluate(state: TrainState, arch, x, y):
+        arch = _arch_value(arch)
+        x = _inputs(x, spec, config.resolution)
+        logits = net.apply({"params": state.params, "batch_stats": state.batch_stats}, x, arch, train=False)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).sum(), jnp.sum(jnp.argmax(logits, -1) == y)
+
+    return evaluate
+
+
+def evaluate(net: nn.Module, state: TrainState, arch, data: ImageData, config: TrainConfig) -> tuple[float, float]:
+    """Mean loss and accuracy (%) of a trained ``state`` over every example of ``data``."""
+    return _evaluate(make_eval_step(net, data.spec, config), state, arch_arg(net, arch), data, config.eval_batch_size)
+
+
+def _evaluate(eval_step: Callable, state: TrainState, arch, data: ImageData, batch_size: int) -> tuple[float, float]:
+    loss, correct = 0.0, 0
+    for x, y in epoch_batches(data, batch_size, jax.random.key(0), 0, shuffle=False, drop_last=False):
+        l, c = eval_step(state, arch, x, y)
+        loss, correct = loss + float(l), correct + int(c)
+    return loss / len(data), 100.0 * correct / len(data)
+
+
+def fit(
+    net: nn.Module, arch, train: ImageData, val: ImageData | None, config: TrainConfig, key: PRNGKeyArray,
+    out: str | Path | None = None, on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
+) -> tuple[TrainState, list[dict]]:
+    """Train ``net`` with architecture ``arch`` on ``train``; evaluate on ``val`` after each epoch.
+
+    Args:
+      net: a Flax module called as ``net(x, arch, train=...)``.
+      arch: the architecture array of ``net``'s space.
+      train, val: uint8 image data (:func:`jnas.data.load`); ``val`` may be None.
+      config: hyperparameters and low-fidelity knobs.
+      key: one key for initialisation, batch order and augmentation.
+      out: folder for ``metrics.csv`` and ``checkpoint.msgpack``; resumes from them if present.
+      on_epoch: called with each finished epoch's record (after it is saved).
+    Returns:
+      final state, and one record per epoch (all epochs, including resumed ones).
+    Raises:
+      ValueError: fewer training examples than one batch.
+    """
+    steps = num_batches(len(train), config.batch_size)
+    if steps == 0:
+        raise ValueError(f"{len(train)} training examples are fewer than one batch of {config.batch_size}")
+    tx = optimizer(config, steps)
+    k_init, k_run = jax.random.split(key)
+    state = init_state(k_init, net, arch, train, tx, config.resolution)
+    history: list[dict] = []
+    ckpt = csv_path = None
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt, csv_path = out / "checkpoint.msgpack", out / "metrics.csv"
+        if ckpt.exists():
+            saved = flax.serialization.msgpack_restore(ckpt.read_bytes())
+            state = flax.serialization.from_state_dict(state, saved["state"])
+            history = [r for r in read_metrics(csv_path) if r["epoch"] <= int(saved["epoch"])]
+        _write_metrics(csv_path, history)  # drops rows of an epoch that was not checkpointed
+    step_fn = make_train_step(net, tx, train.spec, config)
+    eval_fn = make_eval_step(net, train.spec, config)
+    arch = arch_arg(net, arch)
+    bar = tqdm(range(len(history), config.epochs), initial=len(history), total=config.epochs, desc="epochs",
+               disable=not progress)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        ke = jax.random.fold_in(k_run, epoch)
+        loss_sum, correct = 0.0, 0
+        batches = epoch_batches(train, config.batch_size, ke, 0)
+        for i, (x, y) in enumerate(tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{config.epochs}",
+                                        leave=False, disable=not progress)):
+            state, m = step_fn(state, arch, x, y, jax.random.fold_in(ke, i + 1))
+            loss_sum, correct = loss_sum + float(m["loss"]), correct + int(m["correct"])
+        record = {
+            "epoch": epoch + 1, "lr": cosine_lr(config.lr, config.epochs * steps, epoch * steps, config.lr_min),
+            "train_loss": loss_sum / steps, "train_acc": 100.0 * correct / (steps * config.batch_size),
+            "val_loss": float("nan"), "val_acc": float("nan"),
+        }
+        if val is not None:
+            record["val_loss"], record["val_acc"] = _evaluate(eval_fn, state, arch, val, config.eval_batch_size)
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        bar.set_postfix(train_acc=f"{record['train_acc']:.1f}", val_acc=f"{record['val_acc']:.1f}")
+        if out is not None:
+            _append_metrics(csv_path, record)
+            tmp = ckpt.with_suffix(".tmp")
+            tmp.write_bytes(flax.serialization.msgpack_serialize(
+                {"state": flax.serialization.to_state_dict(state), "epoch": epoch + 1}
+            ))
+            tmp.replace(ckpt)
+        if on_epoch is not None:
+            on_epoch(record)
+    return state, history
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Rows of a ``metrics.csv`` as dicts of numbers (empty if the file does not exist)."""
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _append_metrics(path: Path, row: dict) -> None:
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, CSV_FIELDS).writerow(row)
