@@ -109,7 +109,8 @@ def fit(name: str, x, y, key: PRNGKeyArray | None = None, restarts: int = 8) -> 
     best = None
     for p0 in starts:
         try:
-            sol = scipy.optimize.least_squares(residual, p0, method="lm", max_nfev=2000 * len(p0))
+            method = "lm" if len(x) >= len(p0) else "trf"  # lm needs at least as many points as params
+            sol = scipy.optimize.least_squares(residual, p0, method=method, max_nfev=2000 * len(p0))
         except (ValueError, np.linalg.LinAlgError):
             continue
         sse = float(np.sum(residual(sol.x) ** 2))
