@@ -129,7 +129,7 @@ def _objective(cfg: Config, table, out: Path):
 
     def objective(arch, budget):
         epochs = max(1, int(round(budget)))
-        net, a = train.realise("nb201", space.to_string(arch), full.spec.num_classes, 8, 1)
+        net, a = train.realise("nb201", space.to_string(arch), full.spec.num_classes, 8, 1, select="mask")
         folder = out / "train" / f"{int(space.to_index(arch))}_{epochs}ep"
         _, hist = train.fit(net, a, tr, va, train.TrainConfig(epochs=epochs, batch_size=128), _jax.random.key(1),
                             out=folder, progress=False)

@@ -1,5 +1,6 @@
 """Flax networks that realise jnas architectures (architecture as an input array)."""
 
+from jnas.nets.darts import DartsNetwork
 from jnas.nets.nb201 import NB201Network, arch_cost, cost_tables
 
-__all__ = ["NB201Network", "arch_cost", "cost_tables"]
+__all__ = ["DartsNetwork", "NB201Network", "arch_cost", "cost_tables"]

@@ -18,9 +18,10 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
-from jnas.nets.layers import ReLUConvBN, batch_norm, channel_shuffle, torch_bias_init, torch_kernel_init
+from jnas.nets.layers import ReLUConvBN, avg_pool_3x3, batch_norm, channel_shuffle, torch_bias_init, torch_kernel_init
 from jnas.spaces import darts as space
 
 
@@ -93,7 +94,7 @@ def _pool(kind: str, x: Array, stride: int) -> Array:
     pad = ((1, 1), (1, 1))
     if kind == "max":
         return nn.max_pool(x, (3, 3), strides=(stride, stride), padding=pad)
-    return nn.avg_pool(x, (3, 3), strides=(stride, stride), padding=pad, count_include_pad=False)
+    return avg_pool_3x3(x, stride)
 
 
 class MixedOp(nn.Module):
@@ -198,3 +199,82 @@ class DartsSupernet(nn.Module):
             reduction_prev = reduction
         y = s1.mean(axis=(1, 2))
         return nn.Dense(self.num_classes, kernel_init=torch_kernel_init, bias_init=torch_bias_init(y.shape[-1]), name="classifier")(y)
+
+
+class EvalCell(nn.Module):
+    """A derived DARTS cell: node j sums the genotype's two ops on its two chosen inputs."""
+
+    features: int
+    reduction: bool
+    reduction_prev: bool
+
+    @nn.compact
+    def __call__(self, s0: Array, s1: Array, genotype, train: bool) -> Array:
+        c = self.features
+        if self.reduction_prev:
+            s0 = FactorizedReduce(c, name="preprocess0")(s0, train)
+        else:
+            s0 = ReLUConvBN(c, 1, name="preprocess0")(s0, train)[0]
+        s1 = ReLUConvBN(c, 1, name="preprocess1")(s1, train)[0]
+        states = [s0, s1]
+        for n in range(space.STEPS):
+            h = 0.0
+            for slot in range(2):
+                i, o = (int(v) for v in genotype[n, slot])
+                stride = 2 if self.reduction and i < 2 else 1
+                h = h + _eval_op(space.OPS[o], c, stride, f"node{n + 2}_{slot}", states[i], train)
+            states.append(h)
+        return jnp.concatenate(states[2:], axis=-1)
+
+
+def _eval_op(name: str, c: int, stride: int, module_name: str, x: Array, train: bool) -> Array:
+    """One op of a derived cell, as in the DARTS evaluation network (affine BN, pools without BN)."""
+    if name == "max_pool_3x3":
+        return _pool("max", x, stride)
+    if name == "avg_pool_3x3":
+        return _pool("avg", x, stride)
+    if name == "skip_connect":
+        return x if stride == 1 else FactorizedReduce(c, name=module_name)(x, train)
+    if name.startswith("sep_conv"):
+        return SepConv(c, int(name[-1]), stride, name=module_name)(x, train)
+    return DilConv(c, int(name[-1]), stride, name=module_name)(x, train)
+
+
+class DartsNetwork(nn.Module):
+    """DARTS evaluation network (``NetworkCIFAR``) for one genotype: 3x3 stem (3C) ->
+    ``layers`` derived cells, reductions at 1/3 and 2/3 depth doubling C -> global pool ->
+    linear. ``apply(v, x, genotype, train)`` with a concrete ``(2, 4, 2, 2)`` genotype.
+
+    Each genotype has its own topology, so the genotype is static (``select = "static"``:
+    the trainer compiles once per genotype). DARTS's evaluation extras -- the auxiliary head
+    (weight 0.4) and drop path (0.2) -- are not included; parameter counts therefore compare
+    with the published counts without the auxiliary head (P-DARTS at C=36, 20 layers:
+    3,433,798).
+    """
+
+    C: int = 36
+    layers: int = 20
+    num_classes: int = 10
+    stem_multiplier: int = 3
+    select: str = "static"
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "b h w c"], genotype, train: bool = True):
+        try:
+            genotype = space.check(np.asarray(genotype))
+        except jax.errors.TracerArrayConversionError:
+            raise ValueError("DartsNetwork needs a concrete genotype (numpy), not a traced array") from None
+        c_curr = self.stem_multiplier * self.C
+        s = batch_norm(train, "stem_bn")(_conv(c_curr, 3, name="stem")(x))
+        s0 = s1 = s
+        c_curr, reduction_prev = self.C, False
+        for i in range(self.layers):
+            reduction = i in (self.layers // 3, 2 * self.layers // 3)
+            if reduction:
+                c_curr *= 2
+            cell = EvalCell(c_curr, reduction, reduction_prev, name=f"cell_{i}")
+            s0, s1 = s1, cell(s0, s1, genotype[int(reduction)], train)
+            reduction_prev = reduction
+        y = s1.mean(axis=(1, 2))
+        return nn.Dense(self.num_classes, kernel_init=torch_kernel_init, bias_init=torch_bias_init(y.shape[-1]),
+                        name="classifier")(y)

@@ -42,6 +42,7 @@ from jaxtyping import Array, Float, Int
 
 from jnas.nets.layers import (
     ChannelProbe,
+    avg_pool_3x3,
     channel_shuffle,
     ReLUConvBN,
     batch_norm,
@@ -98,7 +99,7 @@ class Edge(nn.Module):
             return m.nor_conv_3x3(x, train)
 
         def pool(m, x):
-            y = nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False).astype(x.dtype)
+            y = avg_pool_3x3(x)
             return y, zero_k
 
         branches = (none, skip, conv1, conv3, pool)

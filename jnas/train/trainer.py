@@ -176,7 +176,7 @@ def fit(
     steps = num_batches(len(train), config.batch_size)
     if steps == 0:
         raise ValueError(f"{len(train)} training examples are fewer than one batch of {config.batch_size}")
-    tx = optimizer(config, steps)
+    tx, step_fn, eval_fn = _compiled(net, train.spec, config, steps)
     k_init, k_run = jax.random.split(key)
     state = init_state(k_init, net, arch, train, tx, config.resolution)
     history: list[dict] = []
@@ -190,8 +190,6 @@ def fit(
             state = flax.serialization.from_state_dict(state, saved["state"])
             history = [r for r in read_metrics(csv_path) if r["epoch"] <= int(saved["epoch"])]
         _write_metrics(csv_path, history)  # drops rows of an epoch that was not checkpointed
-    step_fn = make_train_step(net, tx, train.spec, config)
-    eval_fn = make_eval_step(net, train.spec, config)
     arch = arch_arg(net, arch)
     bar = tqdm(range(len(history), config.epochs), initial=len(history), total=config.epochs, desc="epochs",
                disable=not progress)
@@ -224,6 +222,14 @@ def fit(
         if on_epoch is not None:
             on_epoch(record)
     return state, history
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(net: nn.Module, spec, config: TrainConfig, steps: int):
+    """Optimiser and jitted steps, shared by every ``fit`` with the same net, data spec, config
+    and steps per epoch (multi-fidelity search trains many cells: compile once, not per call)."""
+    tx = optimizer(config, steps)
+    return tx, make_train_step(net, tx, spec, config), make_eval_step(net, spec, config)
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -103,3 +103,15 @@ def test_low_fidelity_sizes_and_bad_select(key):
     assert variables["params"]["classifier"]["kernel"].shape == (32, 5)
     with pytest.raises(ValueError, match="unknown select mode 'bogus'"):
         NB201Network(select="bogus").init(key, x, jnp.zeros(6, jnp.int32))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(7, 8), (32, 32)])
+def test_avg_pool_excludes_padding_like_flax(key, stride, size):
+    import flax.linen as nn
+
+    from jnas.nets.layers import avg_pool_3x3
+
+    x = jax.random.normal(key, (2, *size, 3))
+    ref = nn.avg_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), count_include_pad=False)
+    np.testing.assert_allclose(avg_pool_3x3(x, stride), ref, rtol=1e-6, atol=1e-6)

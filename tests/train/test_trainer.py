@@ -77,3 +77,33 @@ def test_training_beats_chance_and_resume_is_exact(cifar, tmp_path):
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert drop(resumed) == drop(full)
     assert drop(train.read_metrics(tmp_path / "resumed" / "metrics.csv")) == drop(full)
+
+
+PDARTS = ("Genotype(normal=[('skip_connect', 0), ('dil_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), "
+          "('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 0), ('dil_conv_5x5', 4)], normal_concat=range(2, 6), "
+          "reduce=[('avg_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('dil_conv_5x5', 2), ('max_pool_3x3', 0), "
+          "('dil_conv_3x3', 1), ('dil_conv_3x3', 1), ('dil_conv_5x5', 3)], reduce_concat=range(2, 6))")
+
+
+@pytest.mark.parametrize("genotype,published", [
+    (PDARTS, 3_433_798),  # P-DARTS, C=36, 20 cells, no auxiliary head (count from the P-DARTS code)
+    ("DARTS_V2", 3_349_342),  # DARTS V2: "param size = 3.349342MB" in the DARTS evaluation logs (paper: 3.3M)
+])
+def test_darts_network_parameter_counts_match_published(genotype, published):
+    from jnas.spaces import darts
+
+    text = darts.DARTS_V2 if genotype == "DARTS_V2" else genotype
+    net, arch = train.realise("darts", text, 10)
+    shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), arch, train=False))
+    count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+    assert abs(count - published) <= 0.01 * published, count
+
+
+def test_darts_network_needs_a_concrete_genotype(key):
+    from jnas.spaces import darts
+
+    net, arch = train.realise("darts", darts.DARTS_V2, 10, C=4, N=3)
+    x = jnp.zeros((2, 8, 8, 3))
+    variables = net.init(key, x, arch, train=False)
+    with pytest.raises(ValueError, match="concrete genotype"):
+        jax.jit(lambda a: net.apply(variables, x, a, train=False))(jnp.asarray(arch))
