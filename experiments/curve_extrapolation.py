@@ -89,8 +89,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 preds[m] = float(curves.evaluate(m, fitted.params, float(cfg.epochs)))
             except RuntimeError:
                 preds[m] = float("nan")
-        post = curves.fit_ensemble(x[:n_obs], y[:n_obs], cfg.epochs, k, steps=cfg.mcmc_steps, burn=cfg.mcmc_steps // 2)
-        preds["ensemble"] = float(post.mean([float(cfg.epochs)])[0])
+        try:
+            post = curves.fit_ensemble(x[:n_obs], y[:n_obs], cfg.epochs, k, steps=cfg.mcmc_steps, burn=cfg.mcmc_steps // 2)
+            preds["ensemble"] = float(post.mean([float(cfg.epochs)])[0])
+        except RuntimeError:  # no model satisfies the prior on this prefix
+            preds["ensemble"] = float("nan")
         preds["last_value"] = curves.baseline_last(y[:n_obs])
         rows = [{"arch": s, "fraction": f, "model": m, "predicted": 100 * preds[m], "actual": 100 * y[-1],
                  "abs_error": abs(100 * preds[m] - 100 * y[-1]) if np.isfinite(preds[m]) else float("nan")}

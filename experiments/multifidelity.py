@@ -44,7 +44,7 @@ from jnas.spaces import nb201 as space
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    method: str = dataclasses.field(default="all", metadata={"help": f"one of {list(mf.METHODS)} or all"})
+    method: str = dataclasses.field(default="all", metadata={"help": f"comma-separated subset of {list(mf.METHODS)}, or all"})
     objective: str = dataclasses.field(default="table", metadata={"help": "table or train"})
     fitness: str = dataclasses.field(default="c10valid_val_acc", metadata={"help": "metric with <metric>_<E>ep columns"})
     report: str = dataclasses.field(default="c10_test_acc_200ep", metadata={"help": "table column reported for the incumbent"})
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from jnas.benchmarks import nb201 as bench
 
     cfg = parse(Config, argv, __doc__.splitlines()[0])
-    methods = list(mf.METHODS) if cfg.method == "all" else [cfg.method]
+    methods = list(mf.METHODS) if cfg.method == "all" else cfg.method.split(",")
     if any(m not in mf.METHODS for m in methods):
         raise ValueError(f"unknown method {cfg.method!r}; valid methods are {list(mf.METHODS)} or 'all'")
     if cfg.objective not in ("table", "train"):

@@ -167,11 +167,18 @@ def fit_ensemble(
     names = tuple(names or MODELS)
     fits = []
     for i, n in enumerate(names):
-        f = fit(n, x, y, jax.random.fold_in(k_fit, i))
-        if np.all(np.isfinite(evaluate(n, f.params, np.r_[x, horizon]))):
+        try:
+            f = fit(n, x, y, jax.random.fold_in(k_fit, i))
+        except RuntimeError:
+            continue
+        pred = evaluate(n, f.params, np.r_[x, horizon])
+        # As Domhan et al., keep only fits that satisfy the prior on their own: finite, and at
+        # the horizon within [0, 1] and not below the last observed epoch.
+        if np.all(np.isfinite(pred)) and 0 <= pred[-1] <= 1 and pred[-1] >= pred[-2]:
             fits.append(f)
     if not fits:
-        raise RuntimeError("no learning-curve model could be fitted to this curve")
+        raise RuntimeError("no learning-curve model fits this curve within the prior (finite, in [0, 1], "
+                           "not decreasing to the horizon)")
     names = tuple(f.name for f in fits)
     sizes = [len(f.params) for f in fits]
     offsets = np.cumsum([0] + sizes)
@@ -200,11 +207,15 @@ def fit_ensemble(
     start = center * (1 + 1e-3 * rng.standard_normal((walkers, ndim))) + 1e-6 * rng.standard_normal((walkers, ndim))
     start[:, -1] = np.abs(start[:, -1])
     start[:, offsets[-1]:offsets[-1] + K] = np.abs(start[:, offsets[-1]:offsets[-1] + K])
-    bad = ~np.isfinite(log_prob(start))
-    start[bad] = center  # walkers starting outside the prior support restart at the fits
+    for scale in (1e-4, 1e-5, 1e-6, 1e-8):  # walkers outside the prior support: jitter closer to the fits
+        bad = ~np.isfinite(log_prob(start))
+        if not bad.any():
+            break
+        start[bad] = center * (1 + scale * rng.standard_normal((bad.sum(), ndim)))
+    start[~np.isfinite(log_prob(start))] = center
     sampler = emcee.EnsembleSampler(walkers, ndim, log_prob, vectorize=True)
     sampler.random_state = np.random.RandomState(int(jax.random.randint(k_mcmc, (), 0, 2**31 - 1))).get_state()
-    sampler.run_mcmc(start, steps, progress=False)
+    sampler.run_mcmc(start, steps, progress=False, skip_initial_state_check=True)
     chain = sampler.get_chain(discard=burn, thin=thin, flat=True)
     chain = chain[np.isfinite(log_prob(chain))]
     ps, w, sigma = unpack(chain)

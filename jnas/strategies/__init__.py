@@ -1,0 +1,28 @@
+"""Black-box search strategies with one ask/tell API (see :mod:`jnas.strategies.base`)."""
+
+from jnas.strategies import objectives
+from jnas.strategies.base import Strategy, Trace, best_so_far, search
+from jnas.strategies.driver import run
+from jnas.strategies.local_search import local_search
+from jnas.strategies.random_search import random_search
+from jnas.strategies.regularized_evolution import regularized_evolution
+from jnas.strategies.reinforce import reinforce
+
+# name -> factory taking keyword hyperparameters; every factory has NB201 defaults.
+STRATEGIES = {
+    "rs": random_search,
+    "rea": regularized_evolution,
+    "ls": local_search,
+    "reinforce": reinforce,
+}
+
+
+def get(name: str, **kwargs) -> Strategy:
+    """Build a strategy by name. Raises ValueError listing the valid names."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; valid strategies are {sorted(STRATEGIES)}")
+    return STRATEGIES[name](**kwargs)
+
+
+__all__ = ["STRATEGIES", "Strategy", "Trace", "best_so_far", "get", "local_search", "objectives", "random_search",
+           "regularized_evolution", "reinforce", "run", "search"]

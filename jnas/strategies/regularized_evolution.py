@@ -1,0 +1,58 @@
+"""Regularized (aging) evolution, REA (Real et al., AAAI 2019; the survey's Algorithm 6).
+
+The first ``population`` evaluations are random. Afterwards each step samples ``sample_size``
+members uniformly (with replacement, as NB201's reference code does), mutates the fittest of
+them, evaluates the child, adds it and removes the *oldest* member (a ring buffer: the slot
+written is always the oldest). NAS-Bench-201 defaults: population 10, sample size 3.
+Jittable; one child per ask.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jnas.spaces import nb201
+from jnas.strategies.base import Strategy
+
+
+class REAParams(NamedTuple):
+    population: int = 10
+    sample_size: int = 3
+
+
+class REAState(NamedTuple):
+    archs: jnp.ndarray  # (P, ...) int32, population (slot count % P is the oldest once full)
+    fitness: jnp.ndarray  # (P,) float32, -inf in empty slots
+    count: jnp.ndarray  # () int32, evaluations told
+
+
+def regularized_evolution(
+    population: int = 10, sample_size: int = 3, sample: Callable = nb201.sample, mutate: Callable = nb201.mutate,
+    arch_shape: tuple[int, ...] = (nb201.NUM_EDGES,),
+) -> Strategy:
+    """REA over any space with ``sample(key, n)`` and ``mutate(key, arch)``.
+
+    ``population`` and ``sample_size`` are static (they set array shapes)."""
+    if population < 1 or not 1 <= sample_size <= population:
+        raise ValueError(f"need population >= 1 and 1 <= sample_size <= population, got {population}, {sample_size}")
+
+    def init(key, params=None):
+        return REAState(jnp.zeros((population, *arch_shape), jnp.int32), jnp.full((population,), -jnp.inf),
+                        jnp.zeros((), jnp.int32))
+
+    def ask(key, state, params=None):
+        k_rand, k_pick, k_mut = jax.random.split(key, 3)
+        idx = jax.random.randint(k_pick, (sample_size,), 0, population)
+        parent = state.archs[idx[jnp.argmax(state.fitness[idx])]]
+        child = jnp.where(state.count < population, sample(k_rand, 1)[0], mutate(k_mut, parent))
+        return child[None], state
+
+    def tell(key, archs, fitness, state, params=None):
+        slot = state.count % population
+        return REAState(state.archs.at[slot].set(archs[0]), state.fitness.at[slot].set(fitness[0]),
+                        state.count + 1), {}
+
+    return Strategy(init, ask, tell, 1)
