@@ -1,6 +1,6 @@
 """Black-box search strategies with one ask/tell API (see :mod:`jnas.strategies.base`)."""
 
-from jnas.strategies import objectives
+from jnas.strategies import nsga2, objectives
 from jnas.strategies.base import Strategy, Trace, best_so_far, search
 from jnas.strategies.driver import run
 from jnas.strategies.local_search import local_search
@@ -8,7 +8,8 @@ from jnas.strategies.random_search import random_search
 from jnas.strategies.regularized_evolution import regularized_evolution
 from jnas.strategies.reinforce import reinforce
 
-# name -> factory taking keyword hyperparameters; every factory has NB201 defaults.
+# Single-objective strategies: name -> factory taking keyword hyperparameters (NB201 defaults).
+# NSGA-II (multi-objective, (B, M) fitness) lives in jnas.strategies.nsga2.
 STRATEGIES = {
     "rs": random_search,
     "rea": regularized_evolution,
@@ -24,5 +25,5 @@ def get(name: str, **kwargs) -> Strategy:
     return STRATEGIES[name](**kwargs)
 
 
-__all__ = ["STRATEGIES", "Strategy", "Trace", "best_so_far", "get", "local_search", "objectives", "random_search",
+__all__ = ["STRATEGIES", "Strategy", "Trace", "best_so_far", "get", "local_search", "nsga2", "objectives", "random_search",
            "regularized_evolution", "reinforce", "run", "search"]
