@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import mean_band, save_incumbent_plot
 from jnas.estimation import multifidelity as mf
 from jnas.spaces import nb201 as space
 
@@ -185,19 +185,9 @@ def _plot(rows, methods, cfg, path, optimum) -> None:
             rep = np.array([r["report"] for r in rs])
             pos = np.searchsorted(cost, grid, side="right") - 1
             curves.append(np.where(pos >= 0, rep[np.maximum(pos, 0)], np.nan))
-        c = np.array(curves)
-        with warnings.catch_warnings():  # grid points before any seed's first evaluation are all NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean, sem = np.nanmean(c, 0), np.nanstd(c, 0) / np.sqrt(np.sum(np.isfinite(c), 0).clip(1))
-        ax.plot(grid, mean, label=m)
-        ax.fill_between(grid, mean - 1.96 * sem, mean + 1.96 * sem, alpha=0.2)
-    ax.axhline(optimum, color="k", ls=":", lw=1, label="optimum")
-    ax.set(xlabel="cost (training epochs)", ylabel=f"incumbent {cfg.report}",
-           title=f"fitness {cfg.fitness}, {cfg.seeds} seeds (mean, 95% CI)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        mean_band(ax, grid, np.array(curves), m)
+    save_incumbent_plot(fig, ax, optimum, path, xlabel="cost (training epochs)", ylabel=f"incumbent {cfg.report}",
+                        title=f"fitness {cfg.fitness}, {cfg.seeds} seeds (mean, 95% CI)")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import mean_band, save_incumbent_plot
 from jnas import strategies
 from jnas.benchmarks import nb201 as bench
 
@@ -103,16 +104,9 @@ def plot_curves(curves: dict[str, np.ndarray], report: str, title: str, path: Pa
     """Mean best-so-far report per strategy with a 95% confidence band over seeds."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, c in curves.items():
-        x = np.arange(1, c.shape[1] + 1)
-        mean, sem = c.mean(0), c.std(0, ddof=1) / np.sqrt(len(c)) if len(c) > 1 else np.zeros(c.shape[1])
-        ax.plot(x, mean, label=name)
-        ax.fill_between(x, mean - 1.96 * sem, mean + 1.96 * sem, alpha=0.2)
-    ax.axhline(optimum, color="k", ls=":", lw=1, label="optimum")
-    ax.set(xlabel="queries", ylabel=f"incumbent {report}", title=title, ylim=(optimum - 3, optimum + 0.3))
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        mean_band(ax, np.arange(1, c.shape[1] + 1), c, name)
+    save_incumbent_plot(fig, ax, optimum, path, xlabel="queries", ylabel=f"incumbent {report}", title=title,
+                        ylim=(optimum - 3, optimum + 0.3))
 
 
 if __name__ == "__main__":

@@ -165,6 +165,24 @@ class SearchCell(nn.Module):
         return jnp.concatenate(states[2:], axis=-1)
 
 
+def _network(x, train: bool, C: int, layers: int, stem_multiplier: int, num_classes: int, cell) -> Array:
+    """The DARTS macro-architecture shared by the search and evaluation networks: 3x3 stem
+    (stem_multiplier * C) -> ``layers`` cells, reductions at 1/3 and 2/3 depth doubling C,
+    each cell fed by the two previous outputs -> global average pool -> linear.
+    ``cell(i, c, reduction, reduction_prev, s0, s1)`` applies cell i. Call inside a compact method."""
+    s = batch_norm(train, "stem_bn")(_conv(stem_multiplier * C, 3, name="stem")(x))
+    s0 = s1 = s
+    c, reduction_prev = C, False
+    for i in range(layers):
+        reduction = i in (layers // 3, 2 * layers // 3)
+        if reduction:
+            c *= 2
+        s0, s1 = s1, cell(i, c, reduction, reduction_prev, s0, s1)
+        reduction_prev = reduction
+    y = s1.mean(axis=(1, 2))
+    return nn.Dense(num_classes, kernel_init=torch_kernel_init, bias_init=torch_bias_init(y.shape[-1]), name="classifier")(y)
+
+
 class DartsSupernet(nn.Module):
     """DARTS search network: 3x3 stem (3C) -> ``layers`` cells, reduction cells at 1/3 and
     2/3 depth doubling C -> global pool -> linear. ``apply(v, x, weights, train, drop_rate)``
@@ -184,21 +202,13 @@ class DartsSupernet(nn.Module):
             if w is None or w.shape != (space.NUM_EDGES, space.NUM_OPS):
                 got = None if w is None else w.shape
                 raise ValueError(f"weights[{name!r}] must have shape ({space.NUM_EDGES}, {space.NUM_OPS}), got {got}")
-        c_curr = self.stem_multiplier * self.C
-        s = batch_norm(train, "stem_bn")(_conv(c_curr, 3, name="stem")(x))
-        s0 = s1 = s
-        c_curr, reduction_prev = self.C, False
-        for i in range(self.layers):
-            reduction = i in (self.layers // 3, 2 * self.layers // 3)
-            if reduction:
-                c_curr *= 2
-            if c_curr % self.partial:
-                raise ValueError(f"partial={self.partial} must divide the cell width {c_curr}")
-            cell = SearchCell(c_curr, reduction, reduction_prev, self.partial, self.skip_dropout, name=f"cell_{i}")
-            s0, s1 = s1, cell(s0, s1, weights["reduce" if reduction else "normal"], train, drop_rate)
-            reduction_prev = reduction
-        y = s1.mean(axis=(1, 2))
-        return nn.Dense(self.num_classes, kernel_init=torch_kernel_init, bias_init=torch_bias_init(y.shape[-1]), name="classifier")(y)
+        def cell(i, c, reduction, reduction_prev, s0, s1):
+            if c % self.partial:
+                raise ValueError(f"partial={self.partial} must divide the cell width {c}")
+            m = SearchCell(c, reduction, reduction_prev, self.partial, self.skip_dropout, name=f"cell_{i}")
+            return m(s0, s1, weights["reduce" if reduction else "normal"], train, drop_rate)
+
+        return _network(x, train, self.C, self.layers, self.stem_multiplier, self.num_classes, cell)
 
 
 class EvalCell(nn.Module):
@@ -264,17 +274,7 @@ class DartsNetwork(nn.Module):
             genotype = space.check(np.asarray(genotype))
         except jax.errors.TracerArrayConversionError:
             raise ValueError("DartsNetwork needs a concrete genotype (numpy), not a traced array") from None
-        c_curr = self.stem_multiplier * self.C
-        s = batch_norm(train, "stem_bn")(_conv(c_curr, 3, name="stem")(x))
-        s0 = s1 = s
-        c_curr, reduction_prev = self.C, False
-        for i in range(self.layers):
-            reduction = i in (self.layers // 3, 2 * self.layers // 3)
-            if reduction:
-                c_curr *= 2
-            cell = EvalCell(c_curr, reduction, reduction_prev, name=f"cell_{i}")
-            s0, s1 = s1, cell(s0, s1, genotype[int(reduction)], train)
-            reduction_prev = reduction
-        y = s1.mean(axis=(1, 2))
-        return nn.Dense(self.num_classes, kernel_init=torch_kernel_init, bias_init=torch_bias_init(y.shape[-1]),
-                        name="classifier")(y)
+        def cell(i, c, reduction, reduction_prev, s0, s1):
+            return EvalCell(c, reduction, reduction_prev, name=f"cell_{i}")(s0, s1, genotype[int(reduction)], train)
+
+        return _network(x, train, self.C, self.layers, self.stem_multiplier, self.num_classes, cell)

@@ -1,0 +1,30 @@
+"""Plot helpers shared by experiments."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+def mean_band(ax, x: np.ndarray, curves: np.ndarray, label: str) -> None:
+    """Mean over seeds (rows of ``curves``, NaN = no value yet) with a 95% confidence band."""
+    with warnings.catch_warnings():  # columns where every seed is still NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n = np.sum(np.isfinite(curves), 0).clip(1)
+        mean = np.nanmean(curves, 0)
+        sem = np.nanstd(curves, 0, ddof=1) / np.sqrt(n) if len(curves) > 1 else np.zeros_like(mean)
+    ax.plot(x, mean, label=label)
+    ax.fill_between(x, mean - 1.96 * sem, mean + 1.96 * sem, alpha=0.2)
+
+
+def save_incumbent_plot(fig, ax, optimum: float, path, **axes) -> None:
+    """Mark the benchmark optimum, label the axes (``ax.set(**axes)``), add the legend, save."""
+    ax.axhline(optimum, color="k", ls=":", lw=1, label="optimum")
+    ax.set(**axes)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
