@@ -3,6 +3,8 @@
 from jnas.strategies import nsga2, objectives
 from jnas.strategies.base import Strategy, Trace, best_so_far, search
 from jnas.strategies.driver import run
+from jnas.spaces import nb201 as _nb201
+from jnas.strategies.genetic_cnn import genetic_cnn
 from jnas.strategies.local_search import local_search
 from jnas.strategies.random_search import random_search
 from jnas.strategies.regularized_evolution import regularized_evolution
@@ -15,6 +17,9 @@ STRATEGIES = {
     "rea": regularized_evolution,
     "ls": local_search,
     "reinforce": reinforce,
+    # Genetic-CNN's GA on NB201 cells as categorical genomes (6 genes of 5 ops); r_C 4 and
+    # r_M 2 as in the survey would swap/change most of a 6-gene genome, so NB201 uses 2 and 1.
+    "ga": lambda **kw: genetic_cnn(_nb201.NUM_EDGES, num_values=_nb201.NUM_OPS, **{"r_c": 2, "r_m": 1, **kw}),
 }
 
 
@@ -25,5 +30,5 @@ def get(name: str, **kwargs) -> Strategy:
     return STRATEGIES[name](**kwargs)
 
 
-__all__ = ["STRATEGIES", "Strategy", "Trace", "best_so_far", "get", "local_search", "nsga2", "objectives", "random_search",
+__all__ = ["STRATEGIES", "Strategy", "Trace", "best_so_far", "genetic_cnn", "get", "local_search", "nsga2", "objectives", "random_search",
            "regularized_evolution", "reinforce", "run", "search"]

@@ -8,16 +8,25 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jnas.nets import DartsNetwork, NB201Network
-from jnas.spaces import darts, nb201
+from jnas.nets.genetic import GeneticNetwork
+from jnas.spaces import darts, genetic, nb201
 
-# space name -> (parse an architecture string, network factory (C, N, num_classes, select), default C, N)
-SPACES: dict[str, tuple[Callable, Callable[..., nn.Module], int, int]] = {
-    "nb201": (nb201.from_string, lambda C, N, num_classes, select: NB201Network(C=C, N=N, num_classes=num_classes,
-                                                                                 select=select), 16, 5),
-    # DARTS: N is the total number of cells (layers); the genotype is always static.
-    "darts": (darts.from_string, lambda C, N, num_classes, select: DartsNetwork(C=C, layers=N, num_classes=num_classes),
-              36, 20),
-}
+
+def _nb201(arch: str, num_classes: int, C, N, select):
+    return NB201Network(C=C or 16, N=N or 5, num_classes=num_classes, select=select), nb201.from_string(arch)
+
+
+def _darts(arch: str, num_classes: int, C, N, select):  # N = total cells (layers); always static
+    return DartsNetwork(C=C or 36, layers=N or 20, num_classes=num_classes), darts.from_string(arch)
+
+
+def _genetic(arch: str, num_classes: int, C, N, select):  # stages come from the code string; always static
+    space, genome = genetic.parse(arch)
+    return GeneticNetwork(stages=space.stages, C=C or 8, num_classes=num_classes), genome
+
+
+# space name -> builder(arch string, num_classes, C, N, select) -> (network, architecture array)
+SPACES: dict[str, Callable] = {"nb201": _nb201, "darts": _darts, "genetic": _genetic}
 
 
 def realise(space: str, arch: str, num_classes: int, C: int | None = None, N: int | None = None,
@@ -25,16 +34,16 @@ def realise(space: str, arch: str, num_classes: int, C: int | None = None, N: in
     """``(network, architecture array)`` for ``arch`` written in ``space``'s string format.
 
     ``C`` is the first stage's width and ``N`` the depth: cells per stage for NB201, total
-    cells (``layers``) for DARTS; None takes the benchmark size (16, 5) / (36, 20).
+    cells (``layers``) for DARTS, unused for Genetic-CNN (its code string fixes the nodes);
+    None takes the benchmark size: NB201 (16, 5), DARTS (36, 20), Genetic-CNN C=8.
 
     ``select="static"`` compiles one training step per architecture (fastest steps: one
-    long run); ``"mask"`` compiles once for every architecture (many short runs, as in
-    multi-fidelity search). See :mod:`jnas.nets.nb201`.
+    long run); ``"mask"`` (NB201 only) compiles once for every architecture (many short
+    runs, as in multi-fidelity search). See :mod:`jnas.nets.nb201`.
 
     Raises:
       ValueError: unknown space, or a malformed architecture string (from the space's codec).
     """
     if space not in SPACES:
         raise ValueError(f"unknown space {space!r}; trainable spaces are {sorted(SPACES)}")
-    parse, factory, c0, n0 = SPACES[space]
-    return factory(C or c0, N or n0, num_classes, select), parse(arch)
+    return SPACES[space](arch, num_classes, C, N, select)

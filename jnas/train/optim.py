@@ -28,3 +28,11 @@ def sgd_cosine(
 def cosine_lr(lr: float, total_steps: int, step: int, lr_min: float = 0.0) -> float:
     """The learning rate :func:`sgd_cosine` uses at ``step`` (for logging)."""
     return float(optax.cosine_decay_schedule(lr, total_steps, alpha=lr_min / lr)(step))
+
+
+def adam_cosine(lr: float, total_steps: int, *, weight_decay: float = 0.0, lr_min: float = 0.0) -> optax.GradientTransformation:
+    """Adam with cosine decay (the survey's Genetic-CNN MNIST runs use Adam at lr 0.01)."""
+    if lr <= 0 or total_steps < 1:
+        raise ValueError(f"need lr > 0 and total_steps >= 1, got lr={lr}, total_steps={total_steps}")
+    schedule = optax.cosine_decay_schedule(lr, total_steps, alpha=lr_min / lr)
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(schedule))

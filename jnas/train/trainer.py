@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from jnas.data.datasets import ImageData
 from jnas.data.pipeline import augment, epoch_batches, normalize, num_batches, resize
-from jnas.train.optim import cosine_lr, sgd_cosine
+from jnas.train.optim import adam_cosine, cosine_lr, sgd_cosine
 
 PyTree = Any
 CSV_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
@@ -52,8 +52,12 @@ class TrainConfig:
     augment: bool = True
     resolution: int | None = None
     eval_batch_size: int = 1000
+    optimizer: str = "sgd"  # "sgd" (NB201) or "adam"
+
 
     def __post_init__(self):
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers are ['sgd', 'adam']")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -67,6 +71,9 @@ class TrainState(NamedTuple):
 
 
 def optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    if config.optimizer == "adam":
+        return adam_cosine(config.lr, config.epochs * steps_per_epoch, weight_decay=config.weight_decay,
+                           lr_min=config.lr_min)
     return sgd_cosine(
         config.lr, config.epochs * steps_per_epoch, momentum=config.momentum, nesterov=config.nesterov,
         weight_decay=config.weight_decay, lr_min=config.lr_min,

@@ -28,8 +28,9 @@ def test_unknown_strategy():
 def test_scan_and_python_driver_run_the_same_search(name):
     s = S.get(name)
     key = jax.random.key(3)
-    trace = S.search(s, None, toy, 40, key)
-    drv = S.run(s, None, lambda a: tuple(np.asarray(v) for v in toy(a)), 40, key, progress=False)
+    steps = -(-40 // s.batch)  # search counts asks, run counts queries
+    trace = S.search(s, None, toy, steps, key)
+    drv = S.run(s, None, lambda a: tuple(np.asarray(v) for v in toy(a)), steps * s.batch, key, progress=False)
     np.testing.assert_array_equal(np.asarray(trace.archs), drv.archs)
     np.testing.assert_array_equal(np.asarray(trace.fitness), drv.fitness)
 
