@@ -1,11 +1,12 @@
 """Black-box search strategies with one ask/tell API (see :mod:`jnas.strategies.base`)."""
 
-from jnas.strategies import nsga2, objectives
+from jnas.strategies import bayesopt, nsga2, objectives
 from jnas.strategies.base import Strategy, Trace, best_so_far, search
 from jnas.strategies.driver import run
 from jnas.spaces import nb201 as _nb201
 from jnas.strategies.genetic_cnn import genetic_cnn
 from jnas.strategies.local_search import local_search
+from jnas.strategies.mcts import mcts
 from jnas.strategies.random_search import random_search
 from jnas.strategies.regularized_evolution import regularized_evolution
 from jnas.strategies.reinforce import reinforce
@@ -17,8 +18,10 @@ STRATEGIES = {
     "rea": regularized_evolution,
     "ls": local_search,
     "reinforce": reinforce,
+    "mcts": mcts,
     # Genetic-CNN's GA on NB201 cells as categorical genomes (6 genes of 5 ops); r_C 4 and
     # r_M 2 as in the survey would swap/change most of a 6-gene genome, so NB201 uses 2 and 1.
+    "bo": bayesopt.gp_bo,  # GP (path encoding) + expected improvement over every unevaluated cell
     "ga": lambda **kw: genetic_cnn(_nb201.NUM_EDGES, num_values=_nb201.NUM_OPS, **{"r_c": 2, "r_m": 1, **kw}),
 }
 
@@ -30,5 +33,5 @@ def get(name: str, **kwargs) -> Strategy:
     return STRATEGIES[name](**kwargs)
 
 
-__all__ = ["STRATEGIES", "Strategy", "Trace", "best_so_far", "genetic_cnn", "get", "local_search", "nsga2", "objectives", "random_search",
+__all__ = ["STRATEGIES", "Strategy", "Trace", "bayesopt", "best_so_far", "genetic_cnn", "get", "local_search", "mcts", "nsga2", "objectives", "random_search",
            "regularized_evolution", "reinforce", "run", "search"]
