@@ -60,7 +60,8 @@ def run_seeds(cfg: Config, table, out: Path | None = None) -> tuple[np.ndarray, 
     if cfg.mode == "vmap":
         if not strategy.jittable:
             raise ValueError(f"strategy {cfg.strategy!r} is not jittable; use --mode driver")
-        run = jax.jit(jax.vmap(lambda k: strategies.best_so_far(strategies.search(strategy, None, objective, steps, k))))
+        one = lambda k: strategies.best_so_far(strategies.search(strategy, None, objective, steps, k))
+        run = jax.jit(jax.vmap(one) if strategy.vmappable else lambda ks: jax.lax.map(one, ks))
         bf, br = run(keys)
     elif cfg.mode == "driver":
         logs = None if out is None else out / "logs"

@@ -31,6 +31,7 @@ class Strategy(NamedTuple):
     tell: Callable[[PRNGKeyArray, Array, Array, PyTree, PyTree], tuple[PyTree, dict]]
     batch: int = 1  # architectures per ask (static)
     jittable: bool = True  # whether ask/tell trace under jit (search() needs it)
+    vmappable: bool = True  # False: run seeds with lax.map (vmap of its linear algebra is slow on CPU)
 
 
 class Trace(NamedTuple):
