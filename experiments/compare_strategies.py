@@ -1,6 +1,6 @@
 """Every jnas strategy at equal budget and seeds on the NAS-Bench-201 table.
 
-    python -m experiments.compare_strategies --budget 150 --seeds 100 --fitness c10valid_val_acc_12ep --data-dir ../shared/data --out runs/compare
+    python -m experiments.compare_strategies --budget 150 --seeds 20 --fitness c10valid_val_acc_12ep --data-dir ../shared/data --out runs/compare
 
 Writes ``table.csv``, ``table.md`` (mean +- std of the incumbent's report, beside the NB201
 paper's values where it has one for the strategy) and ``curves.png`` (mean best-so-far
@@ -34,7 +34,7 @@ PUBLISHED = {"rea": (93.92, 0.30), "rs": (93.70, 0.36), "reinforce": (93.85, 0.3
 class Config:
     strategies: str = dataclasses.field(default="all", metadata={"help": "comma-separated names, or all"})
     budget: int = dataclasses.field(default=150, metadata={"help": "queries per search"})
-    seeds: int = dataclasses.field(default=100, metadata={"help": "independent searches per strategy"})
+    seeds: int = dataclasses.field(default=20, metadata={"help": "independent searches per strategy"})
     fitness: str = dataclasses.field(default="c10valid_val_acc_12ep", metadata={"help": "table column maximised"})
     report: str = dataclasses.field(default=DEFAULT_REPORT, metadata={"help": "table column reported"})
     seed: int = dataclasses.field(default=0, metadata={"help": "first seed"})

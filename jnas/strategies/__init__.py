@@ -6,7 +6,9 @@ from jnas.strategies.driver import run
 from jnas.spaces import nb201 as _nb201
 from jnas.strategies.genetic_cnn import genetic_cnn
 from jnas.strategies.local_search import local_search
+from jnas.strategies.bananas import bananas
 from jnas.strategies.mcts import mcts
+from jnas.strategies.renas import renas
 from jnas.strategies.random_search import random_search
 from jnas.strategies.regularized_evolution import regularized_evolution
 from jnas.strategies.reinforce import reinforce
@@ -19,6 +21,8 @@ STRATEGIES = {
     "ls": local_search,
     "reinforce": reinforce,
     "mcts": mcts,
+    "renas": renas,
+    "bananas": bananas,
     # Genetic-CNN's GA on NB201 cells as categorical genomes (6 genes of 5 ops); r_C 4 and
     # r_M 2 as in the survey would swap/change most of a 6-gene genome, so NB201 uses 2 and 1.
     "bo": bayesopt.gp_bo,  # GP (path encoding) + expected improvement over every unevaluated cell
@@ -33,5 +37,5 @@ def get(name: str, **kwargs) -> Strategy:
     return STRATEGIES[name](**kwargs)
 
 
-__all__ = ["STRATEGIES", "Strategy", "Trace", "bayesopt", "best_so_far", "genetic_cnn", "get", "local_search", "mcts", "nsga2", "objectives", "random_search",
+__all__ = ["STRATEGIES", "Strategy", "Trace", "bayesopt", "best_so_far", "genetic_cnn", "bananas", "get", "local_search", "mcts", "renas", "nsga2", "objectives", "random_search",
            "regularized_evolution", "reinforce", "run", "search"]

@@ -1,0 +1,92 @@
+"""RENAS, reinforced evolutionary NAS (Chen et al., CVPR 2019; the survey's Algorithm 6 with a
+learned mutation): aging evolution whose mutation is chosen by a controller.
+
+The controller is a linear policy on the parent's one-hot encoding: it picks the edge to
+mutate, pi(e | parent) = softmax(W_e x + b_e), then the new op, pi(o | parent, e) =
+softmax(W_o[e] x + b_o[e]) with the current op masked out (the child always differs). The
+reward is the child's fitness minus its parent's (the mutation's improvement), with a
+moving-average baseline and REINFORCE updates by Adam. Population and tournament as REA
+(P 10, S 3). Jittable.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jnas.spaces import nb201
+from jnas.strategies.base import Strategy
+
+E, O = nb201.NUM_EDGES, nb201.NUM_OPS
+
+
+class RENASState(NamedTuple):
+    archs: jnp.ndarray  # (P, 6) population ring buffer
+    fitness: jnp.ndarray  # (P,)
+    policy: dict  # {"We": (E, E*O), "be": (E,), "Wo": (E, O, E*O), "bo": (E, O)}
+    opt_state: optax.OptState
+    baseline: jnp.ndarray  # () moving average of rewards
+    parent: jnp.ndarray  # (6,) parent of the pending child
+    parent_fit: jnp.ndarray  # ()
+    count: jnp.ndarray  # () int32
+
+
+def _logits(policy, x, edge=None):
+    le = policy["We"] @ x + policy["be"]
+    if edge is None:
+        return le
+    return le, policy["Wo"][edge] @ x + policy["bo"][edge]
+
+
+def log_prob(policy, parent, edge, op):
+    """log pi(edge, op | parent), with the parent's current op on ``edge`` masked out."""
+    x = jax.nn.one_hot(parent, O).ravel()
+    le, lo = _logits(policy, x, edge)
+    lo = jnp.where(jnp.arange(O) == parent[edge], -jnp.inf, lo)
+    return jax.nn.log_softmax(le)[edge] + jax.nn.log_softmax(lo)[op]
+
+
+def renas(population: int = 10, sample_size: int = 3, lr: float = 0.01, momentum: float = 0.9) -> Strategy:
+    tx = optax.adam(lr)
+
+    def init(key, params=None):
+        policy = {"We": jnp.zeros((E, E * O)), "be": jnp.zeros((E,)), "Wo": jnp.zeros((E, O, E * O)), "bo": jnp.zeros((E, O))}
+        z = jnp.zeros((E,), jnp.int32)
+        return RENASState(jnp.zeros((population, E), jnp.int32), jnp.full((population,), -jnp.inf), policy,
+                          tx.init(policy), jnp.zeros(()), z, jnp.zeros(()), jnp.zeros((), jnp.int32))
+
+    def ask(key, state, params=None):
+        k_rand, k_pick, k_e, k_o = jax.random.split(key, 4)
+        idx = jax.random.randint(k_pick, (sample_size,), 0, population)
+        best = idx[jnp.argmax(state.fitness[idx])]
+        parent = state.archs[best]
+        x = jax.nn.one_hot(parent, O).ravel()
+        edge = jax.random.categorical(k_e, _logits(state.policy, x))
+        _, lo = _logits(state.policy, x, edge)
+        op = jax.random.categorical(k_o, jnp.where(jnp.arange(O) == parent[edge], -jnp.inf, lo))
+        child = parent.at[edge].set(op)
+        warm = state.count < population
+        pick = jnp.where(warm, nb201.sample(k_rand, 1)[0], child)
+        return pick[None], state._replace(parent=parent, parent_fit=state.fitness[best])
+
+    def tell(key, archs, fitness, state, params=None):
+        child, f = archs[0], fitness[0]
+        learn = state.count >= population
+        diff = child != state.parent
+        edge = jnp.argmax(diff)
+        r = f - state.parent_fit
+        baseline = jnp.where(state.count == population, r, momentum * state.baseline + (1 - momentum) * r)
+        grads = jax.grad(lambda p: -(r - baseline) * log_prob(p, state.parent, edge, child[edge]))(state.policy)
+        grads = jax.tree.map(lambda g: jnp.where(learn, g, 0.0), grads)
+        upd, opt_state = tx.update(grads, state.opt_state, state.policy)
+        policy = optax.apply_updates(state.policy, upd)
+        slot = state.count % population
+        return state._replace(
+            archs=state.archs.at[slot].set(child), fitness=state.fitness.at[slot].set(f), policy=policy,
+            opt_state=opt_state, baseline=jnp.where(learn, baseline, state.baseline), count=state.count + 1,
+        ), {"reward": r}
+
+    return Strategy(init, ask, tell, 1)
