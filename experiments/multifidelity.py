@@ -120,18 +120,16 @@ def _objective(cfg: Config, table, out: Path):
         obj = mf.tabular_objective(table, cfg.fitness, lambda a: int(space.to_index(a)))
         eps = sorted(mf.fidelities(table.columns, cfg.fitness))
         return obj, (eps[0], eps[-1])
-    import jax as _jax
-
     from jnas import data, train
 
     full = data.load("cifar10", "train", cfg.data_dir)
-    tr, va = data.split(full, _jax.random.key(0))
+    tr, va = data.split(full, jax.random.key(0))
 
     def objective(arch, budget):
         epochs = max(1, int(round(budget)))
         net, a = train.realise("nb201", space.to_string(arch), full.spec.num_classes, 8, 1, select="mask")
         folder = out / "train" / f"{int(space.to_index(arch))}_{epochs}ep"
-        _, hist = train.fit(net, a, tr, va, train.TrainConfig(epochs=epochs, batch_size=128), _jax.random.key(1),
+        _, hist = train.fit(net, a, tr, va, train.TrainConfig(epochs=epochs, batch_size=128), jax.random.key(1),
                             out=folder, progress=False)
         return hist[-1]["val_acc"], float(epochs)
 

@@ -269,8 +269,8 @@ def bohb(ev: Evaluator, sampler: Sampler, key: PRNGKeyArray, r_min: float, r_max
 def asha(ev: Evaluator, sampler: Sampler, key: PRNGKeyArray, r_min: float, r_max: float, eta: float = 3,
          workers: int = 4) -> None:
     """Asynchronous successive halving, simulated: a job's duration is its cost."""
-    top = int(math.floor(math.log(r_max / r_min) / math.log(eta) + 1e-9))
-    budgets = [min(r_min * eta**k, r_max) if k < top else r_max for k in range(top + 1)]
+    budgets = [r for _, r in sh_rungs(1, r_min, r_max, eta)]
+    top = len(budgets) - 1
     rungs: list[list[tuple[float, int]]] = [[] for _ in budgets]  # (value, config id) per rung
     promoted: list[set[int]] = [set() for _ in budgets]
     configs: list[np.ndarray] = []

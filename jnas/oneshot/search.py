@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from jnas import bilevel
-from jnas.train.optim import sgd_cosine
+from jnas.train.optim import cosine_schedule, sgd_cosine
 
 PyTree = Any
 
@@ -62,7 +62,7 @@ class SearchState(NamedTuple):
 
 
 def weight_schedule(config: SearchConfig) -> optax.Schedule:
-    return optax.cosine_decay_schedule(config.w_lr, max(config.total_steps, 1), alpha=config.w_lr_min / config.w_lr)
+    return cosine_schedule(config.w_lr, max(config.total_steps, 1), config.w_lr_min)
 
 
 def weight_optimizer(config: SearchConfig) -> optax.GradientTransformation:

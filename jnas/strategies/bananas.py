@@ -14,21 +14,13 @@ here is smaller than the paper's (2 hidden layers of 32 instead of 10 of 20) for
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import optax
 
 from jnas.spaces import nb201
 from jnas.strategies.base import Strategy
-from jnas.strategies.bayesopt import path_encoding
-
-
-class BananasState(NamedTuple):
-    archs: jnp.ndarray  # (budget, 6) observed cells
-    y: jnp.ndarray  # (budget,) observed fitness
-    count: jnp.ndarray  # () int32
+from jnas.strategies.bayesopt import empty_observations, observe, path_encoding, standardised
 
 
 def _mlp_init(key, sizes):
@@ -64,15 +56,14 @@ def bananas(budget: int = 150, n_init: int = 10, ensemble: int = 5, hidden: int 
         return params
 
     def init(key, params=None):
-        return BananasState(jnp.zeros((budget, nb201.NUM_EDGES), jnp.int32), jnp.zeros((budget,)), jnp.zeros((), jnp.int32))
+        return empty_observations(budget)
 
     def ask(key, state, params=None):
         k_rand, k_fit, k_mut, k_ts = jax.random.split(key, 4)
-        mask = (jnp.arange(budget) < state.count).astype(jnp.float32)
-        mu = jnp.sum(state.y * mask) / jnp.maximum(mask.sum(), 1)
-        sd = jnp.sqrt(jnp.sum(((state.y - mu) * mask) ** 2) / jnp.maximum(mask.sum(), 1)) + 1e-6
+        mask, ys = standardised(state)
+        mask = mask.astype(jnp.float32)
         X = path_encoding(state.archs)
-        nets = jax.vmap(fit_one, in_axes=(0, None, None, None))(jax.random.split(k_fit, ensemble), X, (state.y - mu) / sd, mask)
+        nets = jax.vmap(fit_one, in_axes=(0, None, None, None))(jax.random.split(k_fit, ensemble), X, ys, mask)
         best = jnp.argsort(-jnp.where(mask > 0, state.y, -jnp.inf))[:top]
         parents = jnp.repeat(state.archs[best], mutations_per_top, axis=0)
         cand = jax.vmap(nb201.mutate)(jax.random.split(k_mut, parents.shape[0]), parents)
@@ -84,7 +75,6 @@ def bananas(budget: int = 150, n_init: int = 10, ensemble: int = 5, hidden: int 
         return pick[None], state
 
     def tell(key, archs, fitness, state, params=None):
-        slot = jnp.minimum(state.count, budget - 1)
-        return BananasState(state.archs.at[slot].set(archs[0]), state.y.at[slot].set(fitness[0]), state.count + 1), {}
+        return observe(state, archs[0], fitness[0]), {}
 
     return Strategy(init, ask, tell, 1)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from jnas.spaces import nb201
 from jnas.strategies.base import Strategy
+from jnas.strategies.regularized_evolution import age_out, tournament
 
 
 class GEAState(NamedTuple):
@@ -45,16 +46,14 @@ def gea(score: Callable, candidates: int = 100, population: int = 10, sample_siz
 
     def ask(key, state, params=None):
         k_pick, k_mut = jax.random.split(key)
-        idx = jax.random.randint(k_pick, (sample_size,), 0, population)
-        parent = state.archs[idx[jnp.argmax(state.fitness[idx])]]
+        parent = state.archs[tournament(k_pick, state.fitness, sample_size)]
         kids = jax.vmap(nb201.mutate, in_axes=(0, None))(jax.random.split(k_mut, children), parent)
         best_kid = kids[jnp.argmax(jnp.asarray(score(kids)))]
         pick = jnp.where(state.count < population, state.initial[jnp.minimum(state.count, population - 1)], best_kid)
         return pick[None], state
 
     def tell(key, archs, fitness, state, params=None):
-        slot = state.count % population
-        return state._replace(archs=state.archs.at[slot].set(archs[0]), fitness=state.fitness.at[slot].set(fitness[0]),
-                              count=state.count + 1), {}
+        pop, fit = age_out(state.archs, state.fitness, state.count, archs[0], fitness[0])
+        return state._replace(archs=pop, fitness=fit, count=state.count + 1), {}
 
     return Strategy(init, ask, tell, 1, jittable)

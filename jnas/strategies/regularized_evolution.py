@@ -18,6 +18,18 @@ from jnas.spaces import nb201
 from jnas.strategies.base import Strategy
 
 
+def tournament(key, fitness: jnp.ndarray, sample_size: int) -> jnp.ndarray:
+    """Index of the fittest of ``sample_size`` members drawn uniformly with replacement."""
+    idx = jax.random.randint(key, (sample_size,), 0, fitness.shape[0])
+    return idx[jnp.argmax(fitness[idx])]
+
+
+def age_out(archs: jnp.ndarray, fitness: jnp.ndarray, count: jnp.ndarray, arch, f) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Write evaluation number ``count`` into slot ``count % P``: the oldest member once full."""
+    slot = count % fitness.shape[0]
+    return archs.at[slot].set(arch), fitness.at[slot].set(f)
+
+
 class REAParams(NamedTuple):
     population: int = 10
     sample_size: int = 3
@@ -45,14 +57,11 @@ def regularized_evolution(
 
     def ask(key, state, params=None):
         k_rand, k_pick, k_mut = jax.random.split(key, 3)
-        idx = jax.random.randint(k_pick, (sample_size,), 0, population)
-        parent = state.archs[idx[jnp.argmax(state.fitness[idx])]]
+        parent = state.archs[tournament(k_pick, state.fitness, sample_size)]
         child = jnp.where(state.count < population, sample(k_rand, 1)[0], mutate(k_mut, parent))
         return child[None], state
 
     def tell(key, archs, fitness, state, params=None):
-        slot = state.count % population
-        return REAState(state.archs.at[slot].set(archs[0]), state.fitness.at[slot].set(fitness[0]),
-                        state.count + 1), {}
+        return REAState(*age_out(state.archs, state.fitness, state.count, archs[0], fitness[0]), state.count + 1), {}
 
     return Strategy(init, ask, tell, 1)

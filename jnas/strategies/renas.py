@@ -19,6 +19,7 @@ import optax
 
 from jnas.spaces import nb201
 from jnas.strategies.base import Strategy
+from jnas.strategies.regularized_evolution import age_out, tournament
 
 E, O = nb201.NUM_EDGES, nb201.NUM_OPS
 
@@ -60,8 +61,7 @@ def renas(population: int = 10, sample_size: int = 3, lr: float = 0.01, momentum
 
     def ask(key, state, params=None):
         k_rand, k_pick, k_e, k_o = jax.random.split(key, 4)
-        idx = jax.random.randint(k_pick, (sample_size,), 0, population)
-        best = idx[jnp.argmax(state.fitness[idx])]
+        best = tournament(k_pick, state.fitness, sample_size)
         parent = state.archs[best]
         x = jax.nn.one_hot(parent, O).ravel()
         edge = jax.random.categorical(k_e, _logits(state.policy, x))
@@ -83,9 +83,9 @@ def renas(population: int = 10, sample_size: int = 3, lr: float = 0.01, momentum
         grads = jax.tree.map(lambda g: jnp.where(learn, g, 0.0), grads)
         upd, opt_state = tx.update(grads, state.opt_state, state.policy)
         policy = optax.apply_updates(state.policy, upd)
-        slot = state.count % population
+        pop, fit = age_out(state.archs, state.fitness, state.count, child, f)
         return state._replace(
-            archs=state.archs.at[slot].set(child), fitness=state.fitness.at[slot].set(f), policy=policy,
+            archs=pop, fitness=fit, policy=policy,
             opt_state=opt_state, baseline=jnp.where(learn, baseline, state.baseline), count=state.count + 1,
         ), {"reward": r}
 
