@@ -26,14 +26,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
 from jnas import proxies
 from jnas.data import load_cifar10_subset
 from jnas.nets import NB201Network, arch_cost, cost_tables
-from jnas.proxies import scoring
 from jnas.spaces import nb201 as space
 
 COMBOS = (("loop", "switch"), ("map", "switch"), ("loop", "mask"), ("vmap", "mask"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from typing import Sequence
 
 import numpy as np

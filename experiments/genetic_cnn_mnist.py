@@ -17,19 +17,15 @@ Runtime (2-core CPU, defaults): about 10 minutes.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from typing import Sequence
 
 import jax
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments.cli import parse, prepare_out
+from experiments.realtrain import generation_rows, mnist_splits, save_generation_plot, write_csv
 from jnas import data, strategies, train
 from jnas.spaces import genetic
 
@@ -58,9 +54,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in ("out", "data_dir")])
     key = jax.random.key(cfg.seed)
     space = genetic.GeneticSpace((cfg.nodes,))
-    full = data.load("mnist", "train", cfg.data_dir)
-    pool, _ = data.split(full, jax.random.fold_in(key, 0), (cfg.n_train + cfg.n_val) / len(full))
-    tr, va = data.split(pool, jax.random.fold_in(key, 1), cfg.n_train / len(pool))
+    tr, va = mnist_splits(cfg.data_dir, cfg.n_train, cfg.n_val, key)
     tc = train.TrainConfig(epochs=cfg.epochs, batch_size=128, lr=cfg.lr, optimizer="adam", weight_decay=0.0,
                            augment=False)
     cache: dict[str, float] = {}
@@ -82,16 +76,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     budget = cfg.population * (cfg.generations + 1)
     trace = strategies.run(strategy, None, objective, budget, jax.random.fold_in(key, 3), log=out / "evaluations.jsonl")
     fit = np.asarray(trace.fitness)  # (generations + 1, N)
-    rows = []
-    best_so_far = -np.inf
-    for gen, f in enumerate(fit):
-        best_so_far = max(best_so_far, f.max())
-        rows.append({"generation": gen, "best": float(f.max()), "mean": float(f.mean()), "min": float(f.min()),
-                     "best_so_far": float(best_so_far)})
-    with open(out / "generations.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    rows = generation_rows(fit)
+    write_csv(out / "generations.csv", rows)
     flat = np.asarray(trace.archs).reshape(-1, space.length)
     best = flat[int(np.argmax(fit.ravel()))]
     code = genetic.to_string(space, best)
@@ -104,16 +90,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "distinct_genomes": len({genetic.to_string(space, a) for a in flat}),
                "train_images": len(tr), "val_images": len(va), "epochs": cfg.epochs}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    gens = [r["generation"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(gens, [r["best"] for r in rows], "o-", label="best")
-    ax.plot(gens, [r["mean"] for r in rows], "s-", label="mean")
-    ax.plot(gens, [r["min"] for r in rows], "^-", label="min")
-    ax.set(xlabel="generation", ylabel="validation accuracy (%)", title=f"Genetic CNN on MNIST, best {code}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "search.png", dpi=120)
-    plt.close(fig)
+    save_generation_plot(rows, out / "search.png", "generation", "validation accuracy (%)",
+                         f"Genetic CNN on MNIST, best {code}")
     print(json.dumps(summary, indent=2))
     return summary
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
-from jnas.nets.layers import ReLUConvBN, avg_pool_3x3, batch_norm, channel_shuffle, torch_bias_init, torch_kernel_init
+from jnas.nets.layers import ReLUConvBN, avg_pool_3x3, batch_norm, channel_shuffle, concrete, torch_bias_init, torch_kernel_init
 from jnas.spaces import darts as space
 
 
@@ -270,10 +269,7 @@ class DartsNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, x: Float[Array, "b h w c"], genotype, train: bool = True):
-        try:
-            genotype = space.check(np.asarray(genotype))
-        except jax.errors.TracerArrayConversionError:
-            raise ValueError("DartsNetwork needs a concrete genotype (numpy), not a traced array") from None
+        genotype = space.check(concrete(genotype, "DartsNetwork", "genotype"))
         def cell(i, c, reduction, reduction_prev, s0, s1):
             return EvalCell(c, reduction, reduction_prev, name=f"cell_{i}")(s0, s1, genotype[int(reduction)], train)
 

@@ -11,11 +11,10 @@ pool instead loses where the strokes are and reached only 37% on MNIST in a test
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import numpy as np
 from jaxtyping import Array, Float
 
-from jnas.nets.layers import batch_norm, torch_bias_init, torch_kernel_init
+from jnas.nets.layers import batch_norm, concrete, torch_bias_init, torch_kernel_init
 from jnas.spaces import genetic as space
 
 
@@ -38,10 +37,7 @@ class GeneticNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, x: Float[Array, "b h w c"], genome, train: bool = True):
-        try:
-            adj = space.adjacency(space.GeneticSpace(self.stages), np.asarray(genome))
-        except jax.errors.TracerArrayConversionError:
-            raise ValueError("GeneticNetwork needs a concrete genome (numpy), not a traced array") from None
+        adj = space.adjacency(space.GeneticSpace(self.stages), concrete(genome, "GeneticNetwork", "genome"))
         for s, a in enumerate(adj):
             c = self.C * 2**s
             x = ConvBNReLU(c, name=f"stage{s}_input")(x, train)

@@ -36,6 +36,18 @@ def torch_bias_init(fan_in: int):
     return init
 
 
+def concrete(arch, net: str, what: str = "architecture") -> np.ndarray:
+    """``arch`` as numpy, for networks whose layer shapes depend on it (``select="static"``).
+
+    Raises:
+      ValueError: ``arch`` is a traced array (such a network compiles once per architecture).
+    """
+    try:
+        return np.asarray(arch)
+    except jax.errors.TracerArrayConversionError:
+        raise ValueError(f"{net} needs a concrete {what} (numpy), not a traced array") from None
+
+
 def relu_kernel(x: Float[Array, "b ..."]) -> Float[Array, "b b"]:
     """NASWOT agreement kernel of one ReLU's input: ``c c^T + (1-c)(1-c)^T``, c = [x > 0].
 

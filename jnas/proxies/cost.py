@@ -3,7 +3,6 @@ layers at batch 1, the NAS-Bench-201 convention), in millions. Data-free and exa
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 
 from jnas.nets.nb201 import arch_cost, cost_tables
 from jnas.proxies.base import Proxy

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from jaxtyping import Array, Int
+from jaxtyping import Array
 
 OPS = (
     "none",

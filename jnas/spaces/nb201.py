@@ -19,7 +19,6 @@ keeps that as a column).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import jax
 import jax.numpy as jnp

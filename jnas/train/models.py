@@ -8,8 +8,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jnas.nets import DartsNetwork, NB201Network
+from jnas.nets.chain import ChainNetwork
 from jnas.nets.genetic import GeneticNetwork
-from jnas.spaces import darts, genetic, nb201
+from jnas.spaces import cnn_chain, darts, genetic, nb201
 
 
 def _nb201(arch: str, num_classes: int, C, N, select):
@@ -25,8 +26,13 @@ def _genetic(arch: str, num_classes: int, C, N, select):  # stages come from the
     return GeneticNetwork(stages=space.stages, C=C or 8, num_classes=num_classes), genome
 
 
+def _chain(arch: str, num_classes: int, C, N, select):  # the chain string fixes every layer; always static
+    chain = cnn_chain.from_string(arch)
+    return ChainNetwork(num_classes=num_classes), cnn_chain.encode(chain, len(chain))
+
+
 # space name -> builder(arch string, num_classes, C, N, select) -> (network, architecture array)
-SPACES: dict[str, Callable] = {"nb201": _nb201, "darts": _darts, "genetic": _genetic}
+SPACES: dict[str, Callable] = {"nb201": _nb201, "darts": _darts, "genetic": _genetic, "chain": _chain}
 
 
 def realise(space: str, arch: str, num_classes: int, C: int | None = None, N: int | None = None,
@@ -34,7 +40,7 @@ def realise(space: str, arch: str, num_classes: int, C: int | None = None, N: in
     """``(network, architecture array)`` for ``arch`` written in ``space``'s string format.
 
     ``C`` is the first stage's width and ``N`` the depth: cells per stage for NB201, total
-    cells (``layers``) for DARTS, unused for Genetic-CNN (its code string fixes the nodes);
+    cells (``layers``) for DARTS, unused for Genetic-CNN and psoCNN chains (their strings fix the layers);
     None takes the benchmark size: NB201 (16, 5), DARTS (36, 20), Genetic-CNN C=8.
 
     ``select="static"`` compiles one training step per architecture (fastest steps: one

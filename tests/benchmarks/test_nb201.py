@@ -2,7 +2,6 @@ import csv
 import gzip
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

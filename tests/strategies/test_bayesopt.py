@@ -1,7 +1,6 @@
 """GP-BO: the posterior against the numpy closed form, EI against scipy, the path encoding
 against brute-force path enumeration."""
 
-import itertools
 
 import jax
 import jax.numpy as jnp
