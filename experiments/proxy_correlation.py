@@ -57,6 +57,7 @@ class Config:
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed: cells, images, weights"})
     mode: str | None = dataclasses.field(default=None, metadata={"help": "map/loop/vmap (default: per backend)"})
     chunk: int = dataclasses.field(default=16, metadata={"help": "architectures per jitted call"})
+    init: str = dataclasses.field(default="shared", metadata={"help": "shared (one init) or per_arch (one per cell)"})
 
 
 def sample_archs(key: jax.Array, n: str) -> np.ndarray:
@@ -138,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     names = proxies.parse_names(cfg.proxies)
     if cfg.mode is not None and cfg.mode not in proxies.MODES:
         raise ValueError(f"unknown --mode {cfg.mode!r}; valid modes are {list(proxies.MODES)}")
-    out = prepare_out(cfg.out, cfg, resume_keys=("n", "seed", "data_dir"))
+    if cfg.init not in proxies.INITS:
+        raise ValueError(f"unknown --init {cfg.init!r}; valid choices are {list(proxies.INITS)}")
+    out = prepare_out(cfg.out, cfg, resume_keys=("n", "seed", "data_dir", "init"))
     table = bench.load(cfg.data_dir)
     k_arch, k_img, k_init = jax.random.split(jax.random.key(cfg.seed), 3)
     archs = sample_archs(k_arch, cfg.n)
@@ -159,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 if start in done.get(name, {}):
                     vals[start:stop] = done[name][start]
                 else:
-                    block = proxies.score(name, archs[start:stop], batch, k_init, mode=cfg.mode, chunk=cfg.chunk, progress=False)
+                    block = proxies.score(name, archs[start:stop], batch, k_init, mode=cfg.mode, chunk=cfg.chunk,
+                                          init=cfg.init, progress=False)
                     vals[start:stop] = block
                     with partial_path.open("a") as f:
                         f.write(json.dumps({"proxy": name, "start": start, "values": [float(v) for v in block]}) + "\n")

@@ -22,9 +22,16 @@ on CPU, ``map`` + ``switch``, except for proxies needing kernel gradients (snip,
 grad_norm), where XLA:CPU runs a kernel-gradient convolution inside control flow 10-20x
 slower than in straight-line code, so ``loop`` + ``mask`` wins; on GPU, ``vmap`` + ``mask``.
 
-Weights are shared across architectures (one supernet init from ``key``), so a score
-depends only on ``(architecture, key, batch)``, never on which other architectures share
-a chunk or on the mode.
+``init`` -- where the weights come from:
+
+* ``"shared"`` (default) -- one initialisation from ``key`` serves every architecture
+  (weight sharing), so scores differ only through the architecture;
+* ``"per_arch"`` -- each architecture gets its own initialisation from
+  ``fold_in(key, base-5 index)``, as when every network is built and initialised anew (the
+  zero-cost proxies' reference code). Scores then carry initialisation noise.
+
+Either way a score depends only on ``(architecture, key, batch, init)``, never on which
+other architectures share a chunk or on the mode.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from jnas.spaces import nb201 as space
 
 MODES = ("map", "loop", "vmap")
 SELECTS = ("switch", "mask")
+INITS = ("shared", "per_arch")
 
 
 def default_mode(proxy: Proxy, backend: str | None = None) -> tuple[str, str]:
@@ -65,14 +73,24 @@ def score_one(proxy: Proxy, net: nn.Module, variables, arch, x, y):
     return proxy.fn(net, variables, arch, x, y)
 
 
-@partial(jax.jit, static_argnames=("proxy", "net"))
-def _score_map(proxy: Proxy, net: nn.Module, variables, archs, x, y):
-    return jax.lax.map(lambda a: proxy.fn(net, variables, a, x, y), archs)
+def _variables(net: nn.Module, variables, key, a, x):
+    """Shared ``variables``, or (``variables is None``) a fresh init for this architecture."""
+    return net.init(jax.random.fold_in(key, space.to_index(a)), x, a) if variables is None else variables
 
 
 @partial(jax.jit, static_argnames=("proxy", "net"))
-def _score_vmap(proxy: Proxy, net: nn.Module, variables, archs, x, y):
-    return jax.vmap(lambda a: proxy.fn(net, variables, a, x, y))(archs)
+def _score_one_own(proxy: Proxy, net: nn.Module, key, arch, x, y):
+    return proxy.fn(net, _variables(net, None, key, arch, x), arch, x, y)
+
+
+@partial(jax.jit, static_argnames=("proxy", "net"))
+def _score_map(proxy: Proxy, net: nn.Module, variables, key, archs, x, y):
+    return jax.lax.map(lambda a: proxy.fn(net, _variables(net, variables, key, a, x), a, x, y), archs)
+
+
+@partial(jax.jit, static_argnames=("proxy", "net"))
+def _score_vmap(proxy: Proxy, net: nn.Module, variables, key, archs, x, y):
+    return jax.vmap(lambda a: proxy.fn(net, _variables(net, variables, key, a, x), a, x, y))(archs)
 
 
 def prepare(proxy: Proxy, net: nn.Module, select: str, key, x, arch0):
@@ -109,6 +127,7 @@ def score(
     mode: str | None = None,
     select: str | None = None,
     chunk: int = 16,
+    init: str = "shared",
     progress: bool = True,
 ) -> np.ndarray:
     """Proxy scores of a batch of NB201 architectures.
@@ -118,16 +137,17 @@ def score(
       archs: ``(n, 6)`` op indices (or one ``(6,)``).
       batch: ``(x, y)`` images ``(b, h, w, c)`` and integer labels ``(b,)``; data-free
         proxies use only the shape of ``x``.
-      key: PRNG key of the shared network initialisation.
+      key: PRNG key of the network initialisation(s).
       net: base network (default ``NB201Network()``: the benchmark's CIFAR-10 network).
       mode: ``"map"``, ``"loop"`` or ``"vmap"``; default from :func:`default_mode`.
       select: ``"switch"`` or ``"mask"``; default from :func:`default_mode`.
       chunk: architectures per jitted call (bounds memory; progress granularity).
+      init: ``"shared"`` (one initialisation) or ``"per_arch"`` (one per architecture).
       progress: show a tqdm bar.
     Returns:
       float64 numpy array ``(n,)``.
     Raises:
-      ValueError: bad mode, chunk, architectures or batch shapes.
+      ValueError: bad mode, init, chunk, architectures or batch shapes.
     """
     auto_mode, auto_select = default_mode(proxy)
     mode = auto_mode if mode is None else mode
@@ -136,6 +156,8 @@ def score(
         raise ValueError(f"unknown batching mode {mode!r}; valid modes are {list(MODES)}")
     if select not in SELECTS:
         raise ValueError(f"unknown edge selection {select!r}; valid choices are {list(SELECTS)}")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; valid choices are {list(INITS)}")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     archs = space.check_batch(archs)
@@ -144,18 +166,21 @@ def score(
     if int(y.max()) >= net.num_classes or int(y.min()) < 0:
         raise ValueError(f"labels must lie in 0..{net.num_classes - 1} (the network's classes), got {int(y.min())}..{int(y.max())}")
     net, variables = prepare(proxy, net, select, key, x, archs[0])
+    if init == "per_arch":
+        variables = None
     n = archs.shape[0]
     out = np.empty(n, np.float64)
     with precision(proxy), tqdm(total=n, desc=proxy.name, unit="arch", disable=not progress, leave=False) as bar:
         for start in range(0, n, chunk):
             part = archs[start : start + chunk]
             if mode == "loop":
-                vals = [score_one(proxy, net, variables, a, x, y) for a in part]
+                vals = [score_one(proxy, net, variables, a, x, y) if variables is not None
+                        else _score_one_own(proxy, net, key, a, x, y) for a in part]
             else:
                 pad = chunk - part.shape[0]  # keep one compiled shape for the last chunk
                 padded = jnp.concatenate([part, jnp.repeat(part[:1], pad, 0)]) if pad else part
                 fn = _score_map if mode == "map" else _score_vmap
-                vals = fn(proxy, net, variables, padded, x, y)[: part.shape[0]]
+                vals = fn(proxy, net, variables, key, padded, x, y)[: part.shape[0]]
             out[start : start + part.shape[0]] = np.asarray(jax.device_get(vals), np.float64).reshape(-1)
             bar.update(part.shape[0])
     return out

@@ -44,5 +44,7 @@ def test_bad_arguments(tmp_path, data_dir, monkeypatch):
         proxy_correlation.main(["--proxies", "zen", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="--n must"):
         proxy_correlation.main(["--n", "lots", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "b")])
+    with pytest.raises(ValueError, match="unknown --init 'fresh'"):
+        proxy_correlation.main(["--init", "fresh", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "d")])
     with pytest.raises(FileNotFoundError, match="nb201_cifar10.csv.gz"):
         proxy_correlation.main(["--proxies", "params", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")])

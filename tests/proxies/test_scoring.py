@@ -46,6 +46,20 @@ def test_modes_agree_all_proxies(name, small):
     _check_modes(name, small, COMBOS)
 
 
+@pytest.mark.parametrize("name", ["naswot", "fisher"])
+def test_per_arch_init_is_a_fresh_init_per_cell(name, small):
+    """init="per_arch" scores each cell as if scored alone with key fold_in(key, index)."""
+    net, archs, batch = small
+    key = jax.random.key(0)
+    ref = np.array([proxies.score(name, a[None], batch, jax.random.fold_in(key, sp.to_index(a)), net=net,
+                                  progress=False)[0] for a in archs])
+    for mode in ("map", "loop"):
+        got = proxies.score(name, archs, batch, key, net=net, mode=mode, init="per_arch", chunk=2, progress=False)
+        np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-6, err_msg=mode)
+    shared = proxies.score(name, archs, batch, key, net=net, progress=False)
+    assert not np.allclose(shared, ref)  # the weights really differ
+
+
 def test_default_mode_per_backend():
     assert proxies.default_mode(proxies.get("naswot"), "cpu") == ("map", "switch")
     assert proxies.default_mode(proxies.get("snip"), "cpu") == ("loop", "mask")
@@ -69,6 +83,8 @@ def test_bad_input_errors(small):
         proxies.score("naswot", archs, (x, y + 5), key, net=net)
     with pytest.raises(ValueError, match="op index 9 at edge 0"):
         proxies.score("naswot", jnp.array([[9, 0, 0, 0, 0, 0]]), (x, y), key, net=net)
+    with pytest.raises(ValueError, match=r"unknown init 'random'; valid choices are \['shared', 'per_arch'\]"):
+        proxies.score("naswot", archs, (x, y), key, net=net, init="random")
     with pytest.raises(ValueError, match="chunk must be a positive int"):
         proxies.score("naswot", archs, (x, y), key, net=net, chunk=0)
     assert proxies.parse_names("naswot, synflow") == ["naswot", "synflow"]
