@@ -44,7 +44,7 @@ import optax
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
-from experiments.realtrain import mnist_splits
+from experiments.realtrain import mnist_splits, write_csv
 from jnas import data
 from jnas.nets.tree import TreeSupernet
 from jnas.spaces import tree
@@ -151,10 +151,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             acc = _accuracies(correct_fn, params, np.array(a, np.int32), va)
             rows.append({"tree": tree.to_string(space, a), "reward": float(acc.mean()),
                          **{a_.name: float(v) for a_, v in zip(attrs, acc)}})
-        with open(out / "all_trees.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(out / "all_trees.csv", rows)
     with open(out / "all_trees.csv", newline="") as f:
         every = [{**r, "reward": float(r["reward"])} for r in csv.DictReader(f)]
     rewards_all = np.array([r["reward"] for r in every])
