@@ -7,7 +7,10 @@ NB201 cells in one run: ``loop/switch`` (a Python loop over one jitted single-ar
 function, the baseline), ``map/switch``, ``loop/mask``, ``vmap/mask``. Reports archs/s
 (steady state, after a warm-up call), compile time (first call minus a steady call), the
 speed-up over the baseline, and the fraction of a FLOP bound: useful FLOPs (the table's
-MACs x 2 x batch x passes) over a float32 matmul rate measured on the same device.
+MACs x 2 x batch x passes) over a matmul rate measured on the same device, in the proxy's
+network's precision (float64 for synflow, float32 otherwise). For scale it also measures one 3x3
+convolution of the network's first stage (batch 64, 32x32, 16 -> 16 channels) on its own:
+the rate the network's small convolutions reach outside any proxy.
 
 Writes ``bench_proxies.json`` and ``bench_proxies.png``. Runtime with the defaults on a
 2-core CPU: about 15 minutes; pass ``--sizes 16,64,256`` for the full grid on a GPU.
@@ -37,6 +40,8 @@ from jnas.spaces import nb201 as space
 COMBOS = (("loop", "switch"), ("map", "switch"), ("loop", "mask"), ("vmap", "mask"))
 # Network passes per score, counting a backward pass as 2 forwards when it produces
 # weight gradients and 1 when it stops at the input/activations.
+# Proxies whose network runs in float64 (naswot only takes its log-determinant in float64).
+FLOAT64_NETWORK = {"synflow"}
 PASSES = {"naswot": 1, "jacob_cov": 2, "jacob_perclass": 2, "fisher": 2, "synflow": 3, "snip": 3, "grad_norm": 3, "grasp": 7}
 
 
@@ -51,16 +56,30 @@ class Config:
     seed: int = 0
 
 
-def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
-    """Measured float32 matmul rate of the default device, GFLOP/s."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
+def _rate(f, args, flops: float, reps: int) -> float:
+    """GFLOP/s of jitted ``f(*args)`` doing ``flops`` per call, after a warm-up call."""
+    f(*args).block_until_ready()
     t = time.perf_counter()
     for _ in range(reps):
-        r = f(a)
+        r = f(*args)
     r.block_until_ready()
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+    return flops * reps / (time.perf_counter() - t) / 1e9
+
+
+def matmul_gflops(n: int = 2048, reps: int = 10, dtype=jnp.float32) -> float:
+    """Measured n x n matmul rate of the default device in ``dtype``, GFLOP/s."""
+    with jax.enable_x64(dtype == jnp.float64):
+        a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+        return _rate(jax.jit(lambda a: a @ a), (a,), 2 * n**3, reps)
+
+
+def conv_gflops(batch: int = 64, side: int = 32, channels: int = 16, reps: int = 20) -> float:
+    """Measured float32 rate of one 3x3 'SAME' convolution of NB201's first stage, GFLOP/s."""
+    kx, kw = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (batch, side, side, channels), jnp.float32)
+    w = jax.random.normal(kw, (3, 3, channels, channels), jnp.float32)
+    conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    return _rate(conv, (x, w), 2 * batch * side * side * channels * channels * 9, reps)
 
 
 def time_scores(proxy, archs, batch, key, mode, select, chunk) -> tuple[float, float]:
@@ -92,12 +111,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     combos = parse_combos(cfg.combos)
     out = prepare_out(cfg.out, cfg, resume_keys=())
     x, y = load_cifar10_subset(cfg.data_dir, "train")
-    gflops = matmul_gflops()
+    gflops = {"float32": matmul_gflops(), "float64": matmul_gflops(dtype=jnp.float64)}
+    conv_rate = conv_gflops()
     costs = cost_tables(NB201Network())
     key = jax.random.key(cfg.seed)
     backend = jax.default_backend()
     device = str(jax.devices()[0].device_kind)
-    print(f"backend {backend} ({device}); float32 matmul {gflops:.0f} GFLOP/s")
+    print(f"backend {backend} ({device}); matmul {gflops['float32']:.0f} GFLOP/s float32, "
+          f"{gflops['float64']:.0f} float64; one stage-1 3x3 conv alone {conv_rate:.0f} GFLOP/s float32")
     rows = []
     jobs = [(n, s, c) for n in names for s in sizes for c in combos]
     for name, n, (mode, select) in tqdm(jobs, desc="bench", unit="run"):
@@ -107,11 +128,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         archs = space.sample(jax.random.fold_in(key, n), n)
         first, steady = time_scores(proxy, archs, batch, key, mode, select, cfg.chunk)
         macs = float(jnp.sum(arch_cost(costs["macs_fixed"], costs["macs_per_op"], archs)))
-        bound_s = macs * 2 * b * PASSES.get(name, 1) / (gflops * 1e9)
+        rate = gflops["float64" if name in FLOAT64_NETWORK else "float32"]
+        bound_s = macs * 2 * b * PASSES.get(name, 1) / (rate * 1e9)
         rows.append(
             dict(proxy=name, n=n, mode=mode, select=select, archs_per_s=n / steady, compile_s=max(first - steady, 0.0),
                  steady_s=steady, flop_bound_s=bound_s, fraction_of_bound=bound_s / steady if name in PASSES else None,
-                 backend=backend, device=device, matmul_gflops=gflops)
+                 backend=backend, device=device, matmul_gflops=rate, matmul_gflops_by_dtype=gflops, conv_gflops=conv_rate)
         )
         base = next((r for r in rows if r["proxy"] == name and r["n"] == n and (r["mode"], r["select"]) == ("loop", "switch")), None)
         rows[-1]["speedup_vs_loop"] = rows[-1]["archs_per_s"] / base["archs_per_s"] if base else None

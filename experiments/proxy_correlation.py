@@ -12,6 +12,12 @@ others, none for synflow/params/flops), and writes
   infinite scores count as extreme ranks);
 * ``scatter.png``: a grid of proxy-vs-accuracy scatter plots.
 
+``--batch per_arch`` scores every cell on its own random training batch with the standard
+CIFAR augmentation (pad 4 with black, random crop, flip), drawn from ``fold_in(key, base-5
+index)``, as the proxies' reference code does when it takes the next batch of a shuffled,
+augmented loader for each network; the default ``shared`` scores all cells on one fixed,
+unaugmented batch, so that scores differ only through the architecture.
+
 Scores are appended to ``partial.jsonl`` block by block, so a killed run restarted with the
 same command resumes where it stopped.
 
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -43,6 +50,8 @@ from experiments.cli import parse, prepare_out
 from jnas import proxies
 from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
+from jnas.data.local import CIFAR10_MEAN, CIFAR10_STD
+from jnas.data.pipeline import augment
 from jnas.spaces import nb201 as space
 
 BLOCK = 64  # architectures per incremental write
@@ -58,6 +67,10 @@ class Config:
     mode: str | None = dataclasses.field(default=None, metadata={"help": "map/loop/vmap (default: per backend)"})
     chunk: int = dataclasses.field(default=16, metadata={"help": "architectures per jitted call"})
     init: str = dataclasses.field(default="shared", metadata={"help": "shared (one init) or per_arch (one per cell)"})
+    batch: str = dataclasses.field(default="shared", metadata={"help": "shared (one batch) or per_arch (an augmented batch per cell)"})
+
+
+BATCHES = ("shared", "per_arch")
 
 
 def sample_archs(key: jax.Array, n: str) -> np.ndarray:
@@ -72,6 +85,18 @@ def sample_archs(key: jax.Array, n: str) -> np.ndarray:
         raise ValueError(f"--n must lie in 1..{space.SIZE} or be 'all', got {count}")
     idx = jax.random.choice(key, space.SIZE, (count,), replace=False)
     return np.asarray(space.from_index(idx))
+
+
+def cell_batch(images: np.ndarray, labels: np.ndarray, key: jax.Array, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training batch of the cell with base-5 ``index`` under ``--batch per_arch``.
+
+    ``size`` images drawn without replacement, padded with black (``images`` are in [0, 1],
+    as torchvision pads before normalising), cropped and flipped at random, then normalised.
+    """
+    k_pick, k_aug = jax.random.split(jax.random.fold_in(key, index))
+    idx = np.asarray(jax.random.choice(k_pick, len(images), (size,), replace=False))
+    x = np.asarray(augment(k_aug, jnp.asarray(images[idx])))
+    return (x - CIFAR10_MEAN) / CIFAR10_STD, labels[idx]
 
 
 def load_partial(path: Path) -> dict[str, dict[int, list[float]]]:
@@ -141,11 +166,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise ValueError(f"unknown --mode {cfg.mode!r}; valid modes are {list(proxies.MODES)}")
     if cfg.init not in proxies.INITS:
         raise ValueError(f"unknown --init {cfg.init!r}; valid choices are {list(proxies.INITS)}")
-    out = prepare_out(cfg.out, cfg, resume_keys=("n", "seed", "data_dir", "init"))
+    if cfg.batch not in BATCHES:
+        raise ValueError(f"unknown --batch {cfg.batch!r}; valid choices are {list(BATCHES)}")
+    out = prepare_out(cfg.out, cfg, resume_keys=("n", "seed", "data_dir", "init", "batch"))
     table = bench.load(cfg.data_dir)
     k_arch, k_img, k_init = jax.random.split(jax.random.key(cfg.seed), 3)
     archs = sample_archs(k_arch, cfg.n)
-    x, y = load_cifar10_subset(cfg.data_dir, "train")
+    x, y = load_cifar10_subset(cfg.data_dir, "train", normalize=cfg.batch == "shared")
+    index = np.asarray(space.to_index(archs))
     order = np.asarray(jax.random.permutation(k_img, len(x)))
     partial_path = out / "partial.jsonl"
     done = load_partial(partial_path)
@@ -153,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name in names:
         proxy = proxies.get(name)
         b = proxy.batch_size or 1
-        batch = (x[order[:b]], y[order[:b]])
+        per_cell = cfg.batch == "per_arch" and proxy.batch_size is not None
+        batch = None if per_cell else (x[order[:b]], y[order[:b]])
         vals = np.full(len(archs), np.nan)
         starts = range(0, len(archs), BLOCK)
         with tqdm(total=len(archs), desc=name, unit="arch") as bar:
@@ -162,8 +191,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 if start in done.get(name, {}):
                     vals[start:stop] = done[name][start]
                 else:
-                    block = proxies.score(name, archs[start:stop], batch, k_init, mode=cfg.mode, chunk=cfg.chunk,
-                                          init=cfg.init, progress=False)
+                    if per_cell:  # one call per cell, each on its own batch (chunk 1: no padding)
+                        block = np.concatenate([
+                            proxies.score(name, archs[i : i + 1], cell_batch(x, y, k_img, int(index[i]), b), k_init,
+                                          mode=cfg.mode, chunk=1, init=cfg.init, progress=False)
+                            for i in range(start, stop)])
+                    else:
+                        block = proxies.score(name, archs[start:stop], batch, k_init, mode=cfg.mode, chunk=cfg.chunk,
+                                              init=cfg.init, progress=False)
                     vals[start:stop] = block
                     with partial_path.open("a") as f:
                         f.write(json.dumps({"proxy": name, "start": start, "values": [float(v) for v in block]}) + "\n")

@@ -1,6 +1,7 @@
 import csv
 import json
 
+import jax
 import numpy as np
 import pytest
 from scipy import stats
@@ -46,5 +47,54 @@ def test_bad_arguments(tmp_path, data_dir, monkeypatch):
         proxy_correlation.main(["--n", "lots", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "b")])
     with pytest.raises(ValueError, match="unknown --init 'fresh'"):
         proxy_correlation.main(["--init", "fresh", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "d")])
+    with pytest.raises(ValueError, match="unknown --batch 'fresh'"):
+        proxy_correlation.main(["--batch", "fresh", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "e")])
     with pytest.raises(FileNotFoundError, match="nb201_cifar10.csv.gz"):
         proxy_correlation.main(["--proxies", "params", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")])
+
+
+def test_cell_batch_is_an_augmented_draw(data_dir):
+    """Brute force: every image is a black-padded crop (offset 0..8), maybe flipped, of its source."""
+    from jnas.data import load_cifar10_subset
+    from jnas.data.local import CIFAR10_MEAN, CIFAR10_STD
+
+    images, labels = load_cifar10_subset(data_dir, "train", normalize=False)
+    images, labels = images[:40], labels[:40]
+    key = jax.random.key(5)
+    x, y = proxy_correlation.cell_batch(images, labels, key, 77, 8)
+    x2, _ = proxy_correlation.cell_batch(images, labels, key, 77, 8)
+    x3, _ = proxy_correlation.cell_batch(images, labels, key, 78, 8)
+    np.testing.assert_array_equal(x, x2)
+    assert not np.allclose(x, x3)
+    raw = x * CIFAR10_STD + CIFAR10_MEAN
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    used = set()
+    for img, label in zip(raw, y):
+        hits = [(i, flip) for i in range(len(images)) for flip in (False, True) for r in range(9) for c in range(9)
+                if np.allclose((padded[i, r:r + 32, c:c + 32, :][:, ::-1] if flip else padded[i, r:r + 32, c:c + 32, :]), img, atol=1e-5)]
+        assert hits, "an image of the cell batch is no crop/flip of any training image"
+        i = hits[0][0]
+        assert labels[i] == label
+        used.add(i)
+    assert len(used) == 8  # drawn without replacement
+
+
+def test_per_cell_batches_score_each_cell_on_its_own_batch(tmp_path, data_dir):
+    from jnas import proxies
+    from jnas.data import load_cifar10_subset
+    from jnas.spaces import nb201 as space
+
+    out = tmp_path / "pb"
+    proxy_correlation.main(["--n", "3", "--proxies", "naswot", "--batch", "per_arch", "--data-dir", str(data_dir),
+                            "--out", str(out), "--seed", "1"])
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    _, k_img, k_init = jax.random.split(jax.random.key(1), 3)
+    images, labels = load_cifar10_subset(data_dir, "train", normalize=False)
+    for r in rows:
+        arch = space.from_string(r["arch_str"])
+        batch = proxy_correlation.cell_batch(images, labels, k_img, int(r["index"]), 128)
+        alone = proxies.score("naswot", arch[None], batch, k_init, progress=False)[0]
+        assert float(r["naswot"]) == pytest.approx(alone, rel=1e-6)
+    x, y = load_cifar10_subset(data_dir, "train")
+    shared = proxies.score("naswot", space.from_string(rows[0]["arch_str"])[None], (x[:128], y[:128]), k_init, progress=False)
+    assert not np.allclose(shared, float(rows[0]["naswot"]))  # another batch gives another score

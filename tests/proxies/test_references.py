@@ -155,6 +155,19 @@ def test_synflow_is_the_scaling_derivative_of_R(x64, key):
     assert stem_term == pytest.approx(r1 - bias, rel=1e-10)
 
 
+def test_synflow_equals_the_published_gradient_sum(x64, key):
+    # The definition term by term: sum over kernels of |theta * dR/dtheta| by reverse mode.
+    net = NB201Network(C=2, N=1, num_classes=3, use_bn=False)
+    variables, x, y = _setup(net, key)
+    absp = jax.tree.map(jnp.abs, variables["params"])
+    ones = jnp.ones((1, 8, 8, 3))
+    for arch in (ARCH, jnp.array([3, 3, 3, 3, 3, 3]), jnp.array([1, 4, 0, 2, 1, 4])):
+        g = jax.grad(lambda p: jnp.sum(forward(net, {"params": p}, ones, arch)))(absp)
+        terms = jax.tree_util.tree_map_with_path(lambda path, p, d: jnp.sum(jnp.abs(p * d)) if is_kernel(path) else 0.0, absp, g)
+        expected = sum(float(t) for t in jax.tree.leaves(terms))
+        assert float(_score("synflow", net, variables, arch, x, y)) == pytest.approx(expected, rel=1e-10)
+
+
 def test_synflow_of_disconnected_cell_is_zero(x64, key):
     net = NB201Network(C=2, N=1, num_classes=3, use_bn=False)
     variables, x, y = _setup(net, key)
