@@ -18,6 +18,11 @@ index)``, as the proxies' reference code does when it takes the next batch of a 
 augmented loader for each network; the default ``shared`` scores all cells on one fixed,
 unaugmented batch, so that scores differ only through the architecture.
 
+``--net search`` scores the network the proxies' reference code builds (NB201 search cells:
+BatchNorm without scale and shift, convs with a bias; see :mod:`jnas.nets.nb201`) instead
+of the benchmark's trained network (``benchmark``, the default). For fisher the choice
+decides the published figure.
+
 Scores are appended to ``partial.jsonl`` block by block, so a killed run restarted with the
 same command resumes where it stopped.
 
@@ -52,6 +57,7 @@ from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
 from jnas.data.local import CIFAR10_MEAN, CIFAR10_STD
 from jnas.data.pipeline import augment
+from jnas.nets import NB201Network
 from jnas.spaces import nb201 as space
 
 BLOCK = 64  # architectures per incremental write
@@ -68,9 +74,11 @@ class Config:
     chunk: int = dataclasses.field(default=16, metadata={"help": "architectures per jitted call"})
     init: str = dataclasses.field(default="shared", metadata={"help": "shared (one init) or per_arch (one per cell)"})
     batch: str = dataclasses.field(default="shared", metadata={"help": "shared (one batch) or per_arch (an augmented batch per cell)"})
+    net: str = dataclasses.field(default="benchmark", metadata={"help": "benchmark (trained network) or search (reference code's cells)"})
 
 
 BATCHES = ("shared", "per_arch")
+NETS = ("benchmark", "search")
 
 
 def sample_archs(key: jax.Array, n: str) -> np.ndarray:
@@ -168,7 +176,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise ValueError(f"unknown --init {cfg.init!r}; valid choices are {list(proxies.INITS)}")
     if cfg.batch not in BATCHES:
         raise ValueError(f"unknown --batch {cfg.batch!r}; valid choices are {list(BATCHES)}")
-    out = prepare_out(cfg.out, cfg, resume_keys=("n", "seed", "data_dir", "init", "batch"))
+    if cfg.net not in NETS:
+        raise ValueError(f"unknown --net {cfg.net!r}; valid choices are {list(NETS)}")
+    net = NB201Network(cell_affine=cfg.net == "benchmark")
+    out = prepare_out(cfg.out, cfg, resume_keys=("n", "seed", "data_dir", "init", "batch", "net"))
     table = bench.load(cfg.data_dir)
     k_arch, k_img, k_init = jax.random.split(jax.random.key(cfg.seed), 3)
     archs = sample_archs(k_arch, cfg.n)
@@ -194,10 +205,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     if per_cell:  # one call per cell, each on its own batch (chunk 1: no padding)
                         block = np.concatenate([
                             proxies.score(name, archs[i : i + 1], cell_batch(x, y, k_img, int(index[i]), b), k_init,
-                                          mode=cfg.mode, chunk=1, init=cfg.init, progress=False)
+                                          net=net, mode=cfg.mode, chunk=1, init=cfg.init, progress=False)
                             for i in range(start, stop)])
                     else:
-                        block = proxies.score(name, archs[start:stop], batch, k_init, mode=cfg.mode, chunk=cfg.chunk,
+                        block = proxies.score(name, archs[start:stop], batch, k_init, net=net, mode=cfg.mode, chunk=cfg.chunk,
                                               init=cfg.init, progress=False)
                     vals[start:stop] = block
                     with partial_path.open("a") as f:

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import flax.linen as nn
 from jaxtyping import Array, Float
 
+from jnas.nets.conv import conv_fn
+
 # PyTorch's default Conv/Linear init: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
 # Zero-cost proxies are published for networks with this init, so jnas uses it too.
 torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -68,8 +70,10 @@ class ChannelProbe(nn.Module):
 
 
 class ReLUConvBN(nn.Module):
-    """ReLU -> Conv (no bias) -> BatchNorm, the NAS-Bench-201 / DARTS conv op.
+    """ReLU -> Conv -> BatchNorm, the NAS-Bench-201 / DARTS conv op.
 
+    The conv has no bias unless ``conv_bias`` (PyTorch's default bias init then);
+    ``conv_grads`` picks its backward pass (see :mod:`jnas.nets.conv`).
     Returns ``(y, k)``: ``k`` is the NASWOT kernel of the ReLU input when ``codes`` else 0.
     """
 
@@ -80,6 +84,8 @@ class ReLUConvBN(nn.Module):
     codes: bool = False
     probes: bool = False
     affine: bool = True
+    conv_bias: bool = False
+    conv_grads: str = "xla"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> tuple[Array, Array]:
@@ -90,8 +96,10 @@ class ReLUConvBN(nn.Module):
             (self.kernel, self.kernel),
             strides=(self.stride, self.stride),
             padding=((pad, pad), (pad, pad)),
-            use_bias=False,
+            use_bias=self.conv_bias,
             kernel_init=torch_kernel_init,
+            bias_init=torch_bias_init(x.shape[-1] * self.kernel * self.kernel),
+            conv_general_dilated=conv_fn(self.conv_grads),
             name="conv",
         )(nn.relu(x))
         if self.probes:

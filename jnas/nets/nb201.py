@@ -28,6 +28,12 @@ Two search-time options serve :mod:`jnas.oneshot`: ``partial=K`` sends only the 
 channels through the ops and passes the rest by, then shuffles channels (PC-DARTS, Xu et
 al. 2020); ``skip_dropout=True`` makes ``apply(..., drop_rate=p)`` drop elements of every
 skip-connect output with rate p (P-DARTS, Chen et al. 2019; needs a ``"dropout"`` rng).
+
+``cell_affine=False`` builds the cell ops as NB201 search code does (AutoDL's ``ReLUConvBN``
+with ``affine=False``: BatchNorm without scale and shift, and so ``bias=not affine`` convs
+*with* a bias). The zero-cost proxies' reference code (Abdelfattah et al. 2021) scores
+this variant, not the benchmark's trained network (affine BN, convs without bias); for
+fisher the difference decides the published correlation (see the README).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from jnas.nets.layers import (
     torch_bias_init,
     torch_kernel_init,
 )
+from jnas.nets.conv import conv_fn
 from jnas.spaces import nb201 as space
 
 SELECT_MODES = ("switch", "mask", "static")
@@ -65,9 +72,14 @@ class Edge(nn.Module):
     probes: bool = False
     partial: int = 1
     skip_dropout: bool = False
+    affine: bool = True
+    conv_grads: str = "xla"
 
     def setup(self):
-        kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes)
+        kw = dict(
+            use_bn=self.use_bn, codes=self.codes, probes=self.probes, affine=self.affine, conv_bias=not self.affine,
+            conv_grads=self.conv_grads,
+        )
         self.nor_conv_1x1 = ReLUConvBN(self.features // self.partial, 1, **kw)
         self.nor_conv_3x3 = ReLUConvBN(self.features // self.partial, 3, **kw)
 
@@ -125,6 +137,8 @@ class Cell(nn.Module):
     probes: bool = False
     partial: int = 1
     skip_dropout: bool = False
+    affine: bool = True
+    conv_grads: str = "xla"
 
     @nn.compact
     def __call__(self, x: Array, arch: Array, train: bool, drop_rate: Array | float = 0.0) -> tuple[Array, Array]:
@@ -137,7 +151,7 @@ class Cell(nn.Module):
                     continue
                 edge = Edge(
                     self.features, self.select, self.use_bn, self.codes, self.probes, self.partial,
-                    self.skip_dropout, name=f"edge_{e}",
+                    self.skip_dropout, affine=self.affine, conv_grads=self.conv_grads, name=f"edge_{e}",
                 )
                 y, ke = edge(nodes[i], arch[e], train, drop_rate)
                 acc = y if acc is None else acc + y
@@ -154,14 +168,18 @@ class ResidualReduction(nn.Module):
     use_bn: bool = True
     codes: bool = False
     probes: bool = False
+    conv_grads: str = "xla"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> tuple[Array, Array]:
-        kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes)
+        kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes, conv_grads=self.conv_grads)
         y, ka = ReLUConvBN(self.features, 3, stride=2, name="conv_a", **kw)(x, train)
         y, kb = ReLUConvBN(self.features, 3, name="conv_b", **kw)(y, train)
         s = nn.avg_pool(x, (2, 2), strides=(2, 2))
-        s = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=torch_kernel_init, name="shortcut")(s)
+        s = nn.Conv(
+            self.features, (1, 1), use_bias=False, kernel_init=torch_kernel_init,
+            conv_general_dilated=conv_fn(self.conv_grads), name="shortcut",
+        )(s)
         if self.probes:
             s = ChannelProbe(name="shortcut_probe")(s)
         return y + s, ka + kb
@@ -180,6 +198,11 @@ class NB201Network(nn.Module):
       probes: insert fisher channel probes (a ``"probes"`` variable collection).
       partial: PC-DARTS partial channels K (ops see C/K channels); 1 for the benchmark net.
       skip_dropout: P-DARTS dropout after skip-connect at ``drop_rate`` (rng ``"dropout"``).
+      cell_affine: False gives cell ops non-affine BatchNorm and biased convs, the network
+        the zero-cost proxies' reference code scores (see module docstring).
+      conv_grads: ``"xla"`` or ``"explicit"``: the backward pass of the stride-1 convs
+        (:mod:`jnas.nets.conv`; ``"explicit"`` is reverse-mode only, much faster on CPU
+        inside ``lax.switch``/``lax.map``).
 
     Returns:
       logits ``(b, num_classes)``, or ``(logits, kernel)`` when ``codes``.
@@ -202,6 +225,8 @@ class NB201Network(nn.Module):
     probes: bool = False
     partial: int = 1
     skip_dropout: bool = False
+    cell_affine: bool = True
+    conv_grads: str = "xla"
 
     @nn.compact
     def __call__(
@@ -215,8 +240,12 @@ class NB201Network(nn.Module):
             raise ValueError(f"unknown select mode {self.select!r}; valid modes are {list(SELECT_MODES)}")
         if self.partial < 1 or any(c % self.partial for c in self.stage_channels):
             raise ValueError(f"partial={self.partial} must be >= 1 and divide every stage width {list(self.stage_channels)}")
-        kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes)
-        y = nn.Conv(self.C, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=torch_kernel_init, name="stem")(x)
+        conv_fn(self.conv_grads)  # validates the choice
+        kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes, conv_grads=self.conv_grads)
+        y = nn.Conv(
+            self.C, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=torch_kernel_init,
+            conv_general_dilated=conv_fn(self.conv_grads), name="stem",
+        )(x)
         if self.probes:
             y = ChannelProbe(name="stem_probe")(y)
         if self.use_bn:
@@ -227,7 +256,10 @@ class NB201Network(nn.Module):
                 y, kr = ResidualReduction(c, name=f"reduce_{stage}", **kw)(y, train)
                 k = k + kr
             for i in range(self.N):
-                cell = Cell(c, self.select, partial=self.partial, skip_dropout=self.skip_dropout, name=f"cell_{stage}_{i}", **kw)
+                cell = Cell(
+                    c, self.select, partial=self.partial, skip_dropout=self.skip_dropout, affine=self.cell_affine,
+                    name=f"cell_{stage}_{i}", **kw,
+                )
                 y, kc = cell(y, arch, train, drop_rate)
                 k = k + kc
         if self.use_bn:

@@ -23,10 +23,10 @@ class Proxy(NamedTuple):
       batch_size: images per score in the proxy's paper (None: needs no data).
       float64: the published implementation runs in double precision.
       higher_is_better: sign convention of the published score.
-      weight_grads: needs gradients with respect to conv kernels. On XLA:CPU a kernel
-        gradient inside control flow (``lax.switch``, ``lax.map``) runs 10-20x slower than
-        in straight-line code, so on CPU these proxies default to a Python loop over a
-        masked network (see :func:`jnas.proxies.scoring.default_mode`).
+      weight_grads: needs gradients with respect to conv kernels.
+      reverse_only: differentiates the network in reverse mode only (no ``jax.jvp``), so
+        its convolutions may use written-out gradients (:mod:`jnas.nets.conv`), which
+        :func:`jnas.proxies.scoring.score` does on CPU.
     """
 
     name: str
@@ -36,6 +36,7 @@ class Proxy(NamedTuple):
     float64: bool = False
     higher_is_better: bool = True
     weight_grads: bool = False
+    reverse_only: bool = False
 
 
 def forward(net: nn.Module, variables: dict, x: Array, arch: Array, train: bool = True) -> Any:

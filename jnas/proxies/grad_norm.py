@@ -14,4 +14,4 @@ def grad_norm(net, variables, arch, x, y):
     return kernel_sum(lambda g: jnp.sqrt(jnp.sum(g * g)), grads)
 
 
-PROXY = Proxy("grad_norm", grad_norm, batch_size=64, weight_grads=True)
+PROXY = Proxy("grad_norm", grad_norm, batch_size=64, weight_grads=True, reverse_only=True)

@@ -47,4 +47,4 @@ def jacob_perclass(net, variables, arch, x, y):
     return perclass_score(batch_jacobian(net, variables, arch, x), y, net.num_classes)
 
 
-PROXY = Proxy("jacob_perclass", jacob_perclass, batch_size=64)
+PROXY = Proxy("jacob_perclass", jacob_perclass, batch_size=64, reverse_only=True)

@@ -18,9 +18,11 @@ Two independent choices, all giving the same numbers:
   average cell, but straight-line code that ``vmap`` batches well).
 
 Defaults (:func:`default_mode`), from ``python -m experiments.bench_proxies``:
-on CPU, ``map`` + ``switch``, except for proxies needing kernel gradients (snip, grasp,
-grad_norm), where XLA:CPU runs a kernel-gradient convolution inside control flow 10-20x
-slower than in straight-line code, so ``loop`` + ``mask`` wins; on GPU, ``vmap`` + ``mask``.
+on CPU, ``map`` + ``switch``, except for proxies needing kernel gradients: ``loop`` +
+``switch`` for snip and grad_norm (with written-out conv gradients, see ``conv_grads``
+below), and ``loop`` + ``mask`` for grasp, whose Hessian-vector product needs forward mode
+and so JAX's own kernel-gradient convolutions, which XLA:CPU runs 3-25x slower inside
+control flow than in straight-line code; on GPU, ``vmap`` + ``mask``.
 
 ``init`` -- where the weights come from:
 
@@ -30,8 +32,17 @@ slower than in straight-line code, so ``loop`` + ``mask`` wins; on GPU, ``vmap``
   ``fold_in(key, base-5 index)``, as when every network is built and initialised anew (the
   zero-cost proxies' reference code). Scores then carry initialisation noise.
 
+``conv_grads`` -- how the convolutions are differentiated (:mod:`jnas.nets.conv`):
+
+* ``"explicit"`` -- backward passes written out as forward convolutions, which XLA:CPU
+  runs 3-25x faster inside ``lax.switch``/``lax.map`` than the ones autodiff derives.
+  Reverse mode only; the default on CPU for proxies marked ``reverse_only``;
+* ``"xla"`` -- JAX's own; the default elsewhere (GPU, and synflow and grasp, which use
+  ``jax.jvp``).
+
 Either way a score depends only on ``(architecture, key, batch, init)``, never on which
-other architectures share a chunk or on the mode.
+other architectures share a chunk or on the mode (``conv_grads`` changes float rounding
+only).
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jnas.nets.conv import CONV_GRADS
 from jnas.nets.nb201 import NB201Network
 from jnas.proxies.base import Proxy
 from jnas.spaces import nb201 as space
@@ -54,12 +66,20 @@ SELECTS = ("switch", "mask")
 INITS = ("shared", "per_arch")
 
 
+def default_conv_grads(proxy: Proxy, backend: str | None = None) -> str:
+    """``"explicit"`` for reverse-mode proxies on CPU, else ``"xla"`` (see module docstring)."""
+    backend = jax.default_backend() if backend is None else backend
+    return "explicit" if backend == "cpu" and proxy.reverse_only else "xla"
+
+
 def default_mode(proxy: Proxy, backend: str | None = None) -> tuple[str, str]:
     """``(mode, select)`` that measured fastest for ``proxy`` on ``backend`` (default: JAX's)."""
     backend = jax.default_backend() if backend is None else backend
     if backend != "cpu":
         return "vmap", "mask"
-    return ("loop", "mask") if proxy.weight_grads else ("map", "switch")
+    if proxy.weight_grads:  # kernel gradients: lax.map measured slower than the loop here
+        return ("loop", "switch") if proxy.reverse_only else ("loop", "mask")
+    return "map", "switch"
 
 
 @partial(jax.jit, static_argnames=("net",))
@@ -93,9 +113,11 @@ def _score_vmap(proxy: Proxy, net: nn.Module, variables, key, archs, x, y):
     return jax.vmap(lambda a: proxy.fn(net, _variables(net, variables, key, a, x), a, x, y))(archs)
 
 
-def prepare(proxy: Proxy, net: nn.Module, select: str, key, x, arch0):
+def prepare(proxy: Proxy, net: nn.Module, select: str, key, x, arch0, conv_grads: str = "xla"):
     """The network a proxy runs on with edge selection ``select``, and its variables."""
     net = proxy.configure(net.clone(select=select))
+    if hasattr(net, "conv_grads"):
+        net = net.clone(conv_grads=conv_grads)
     with precision(proxy):
         variables = _init(net, key, x, arch0)
     return net, variables
@@ -128,6 +150,7 @@ def score(
     select: str | None = None,
     chunk: int = 16,
     init: str = "shared",
+    conv_grads: str | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Proxy scores of a batch of NB201 architectures.
@@ -143,11 +166,12 @@ def score(
       select: ``"switch"`` or ``"mask"``; default from :func:`default_mode`.
       chunk: architectures per jitted call (bounds memory; progress granularity).
       init: ``"shared"`` (one initialisation) or ``"per_arch"`` (one per architecture).
+      conv_grads: ``"xla"`` or ``"explicit"``; default from :func:`default_conv_grads`.
       progress: show a tqdm bar.
     Returns:
       float64 numpy array ``(n,)``.
     Raises:
-      ValueError: bad mode, init, chunk, architectures or batch shapes.
+      ValueError: bad mode, init, conv_grads, chunk, architectures or batch shapes.
     """
     auto_mode, auto_select = default_mode(proxy)
     mode = auto_mode if mode is None else mode
@@ -158,6 +182,11 @@ def score(
         raise ValueError(f"unknown edge selection {select!r}; valid choices are {list(SELECTS)}")
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; valid choices are {list(INITS)}")
+    conv_grads = default_conv_grads(proxy) if conv_grads is None else conv_grads
+    if conv_grads not in CONV_GRADS:
+        raise ValueError(f"unknown conv_grads {conv_grads!r}; valid choices are {list(CONV_GRADS)}")
+    if conv_grads == "explicit" and not proxy.reverse_only:
+        raise ValueError(f"proxy {proxy.name!r} uses forward-mode differentiation; conv_grads='explicit' supports reverse mode only")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     archs = space.check_batch(archs)
@@ -165,7 +194,7 @@ def score(
     net = NB201Network() if net is None else net
     if int(y.max()) >= net.num_classes or int(y.min()) < 0:
         raise ValueError(f"labels must lie in 0..{net.num_classes - 1} (the network's classes), got {int(y.min())}..{int(y.max())}")
-    net, variables = prepare(proxy, net, select, key, x, archs[0])
+    net, variables = prepare(proxy, net, select, key, x, archs[0], conv_grads)
     if init == "per_arch":
         variables = None
     n = archs.shape[0]

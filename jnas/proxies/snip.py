@@ -18,4 +18,4 @@ def snip(net, variables, arch, x, y):
     return kernel_sum(lambda p, g: jnp.sum(jnp.abs(p * g)), params, grads)
 
 
-PROXY = Proxy("snip", snip, batch_size=64, weight_grads=True)
+PROXY = Proxy("snip", snip, batch_size=64, weight_grads=True, reverse_only=True)

@@ -49,6 +49,8 @@ def test_bad_arguments(tmp_path, data_dir, monkeypatch):
         proxy_correlation.main(["--init", "fresh", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "d")])
     with pytest.raises(ValueError, match="unknown --batch 'fresh'"):
         proxy_correlation.main(["--batch", "fresh", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "e")])
+    with pytest.raises(ValueError, match="unknown --net 'resnet'"):
+        proxy_correlation.main(["--net", "resnet", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "f")])
     with pytest.raises(FileNotFoundError, match="nb201_cifar10.csv.gz"):
         proxy_correlation.main(["--proxies", "params", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")])
 
@@ -98,3 +100,17 @@ def test_per_cell_batches_score_each_cell_on_its_own_batch(tmp_path, data_dir):
     x, y = load_cifar10_subset(data_dir, "train")
     shared = proxies.score("naswot", space.from_string(rows[0]["arch_str"])[None], (x[:128], y[:128]), k_init, progress=False)
     assert not np.allclose(shared, float(rows[0]["naswot"]))  # another batch gives another score
+
+
+def test_search_net_reaches_the_scorer(tmp_path, data_dir, monkeypatch):
+    seen = []
+    real = proxy_correlation.proxies.score
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["net"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(proxy_correlation.proxies, "score", spy)
+    proxy_correlation.main(["--n", "2", "--proxies", "params", "--net", "search", "--data-dir", str(data_dir), "--out", str(tmp_path)])
+    assert seen and all(n.cell_affine is False for n in seen)
+    assert json.loads((tmp_path / "config.json").read_text())["net"] == "search"

@@ -115,3 +115,37 @@ def test_avg_pool_excludes_padding_like_flax(key, stride, size):
     x = jax.random.normal(key, (2, *size, 3))
     ref = nn.avg_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), count_include_pad=False)
     np.testing.assert_allclose(avg_pool_3x3(x, stride), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_search_cells_have_biased_convs_and_plain_batchnorm(key):
+    # cell_affine=False: the search-cell ops the zero-cost reference code scores. Cell convs
+    # get a bias and cell BatchNorms lose scale/shift; the stem, reductions and head do not
+    # change. In training mode the BatchNorm removes the bias again, so the logits equal
+    # those of the benchmark network with the same kernels (to float32 rounding).
+    x = jax.random.normal(key, (4, 8, 8, 3))
+    a = jnp.array([3, 2, 1, 4, 3, 2])
+    bench, search = NB201Network(C=4, N=1), NB201Network(C=4, N=1, cell_affine=False)
+    vb = bench.init(key, x, a)
+    vs = search.init(key, x, a)
+    flat_b = {tuple(p.key for p in path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(vb["params"])[0]}
+    flat_s = {tuple(p.key for p in path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(vs["params"])[0]}
+    in_cell = lambda path: path[0].startswith("cell_")  # noqa: E731
+    assert {p for p in flat_s if in_cell(p) and p[-1] == "bias"} == {p[:-1] + ("bias",) for p in flat_b if in_cell(p) and p[-1] == "kernel"}
+    assert not [p for p in flat_s if in_cell(p) and p[-2] == "bn"]
+    assert {p for p in flat_b if not in_cell(p)} == {p for p in flat_s if not in_cell(p)}
+    for p, leaf in flat_s.items():
+        if p[-1] == "bias" and in_cell(p):
+            fan_in = int(np.prod(flat_s[p[:-1] + ("kernel",)].shape[:-1]))
+            assert float(jnp.max(jnp.abs(leaf))) <= 1 / np.sqrt(fan_in) and float(jnp.std(leaf)) > 0
+    # the same kernels, then compare logits
+    params = {**vs["params"]}
+    for p, leaf in flat_b.items():
+        if p[-1] == "kernel" or not in_cell(p):
+            node = params
+            for k in p[:-1]:
+                node[k] = dict(node[k])
+                node = node[k]
+            node[p[-1]] = leaf
+    yb = bench.apply(vb, x, a, mutable=["batch_stats"])[0]
+    ys = search.apply({**vs, "params": params}, x, a, mutable=["batch_stats"])[0]
+    np.testing.assert_allclose(ys, yb, rtol=1e-4, atol=1e-5)

@@ -237,8 +237,10 @@ def test_grasp_against_finite_difference_hessian_vector_product(x64, grad_setup)
 
 
 # ------------------------------------------------------------------ fisher
-def test_fisher_against_intercepted_activations(x64, key):
-    net = NB201Network(C=2, N=1, num_classes=3)
+@pytest.mark.parametrize("cell_affine", [True, False])
+def test_fisher_against_intercepted_activations(x64, key, cell_affine):
+    # cell_affine=False: the conv outputs the reference hooks read include the conv bias.
+    net = NB201Network(C=2, N=1, num_classes=3, cell_affine=cell_affine)
     variables, x, y = _setup(net, key)
     masked = net.clone(select="mask")
 

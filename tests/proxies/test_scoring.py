@@ -28,6 +28,10 @@ def _check_modes(name, small, combos):
     for mode, select in combos:
         got = proxies.score(name, archs, batch, key, net=net, mode=mode, select=select, chunk=2, progress=False)
         np.testing.assert_allclose(got, reference, rtol=2e-4, atol=1e-5, err_msg=f"{name} {mode}/{select}")
+    if proxies.get(name).reverse_only:  # JAX's own conv gradients, against the written-out ones
+        for mode in ("loop", "map"):
+            got = proxies.score(name, archs, batch, key, net=net, mode=mode, select="switch", conv_grads="xla", chunk=2, progress=False)
+            np.testing.assert_allclose(got, reference, rtol=2e-4, atol=1e-5, err_msg=f"{name} {mode}/switch/xla")
     # A score depends on the architecture only, not on its chunk-mates: score one alone.
     alone = proxies.score(name, archs[3:4], batch, key, net=net, progress=False)
     np.testing.assert_allclose(alone, reference[3:4], rtol=2e-4, atol=1e-5)
@@ -62,8 +66,13 @@ def test_per_arch_init_is_a_fresh_init_per_cell(name, small):
 
 def test_default_mode_per_backend():
     assert proxies.default_mode(proxies.get("naswot"), "cpu") == ("map", "switch")
-    assert proxies.default_mode(proxies.get("snip"), "cpu") == ("loop", "mask")
+    assert proxies.default_mode(proxies.get("snip"), "cpu") == ("loop", "switch")
+    assert proxies.default_mode(proxies.get("grasp"), "cpu") == ("loop", "mask")
     assert proxies.default_mode(proxies.get("naswot"), "gpu") == ("vmap", "mask")
+    assert proxies.default_conv_grads(proxies.get("jacob_cov"), "cpu") == "explicit"
+    assert proxies.default_conv_grads(proxies.get("jacob_cov"), "gpu") == "xla"
+    for name in ("synflow", "grasp", "naswot"):
+        assert proxies.default_conv_grads(proxies.get(name), "cpu") == "xla"
 
 
 def test_bad_input_errors(small):
@@ -85,6 +94,10 @@ def test_bad_input_errors(small):
         proxies.score("naswot", jnp.array([[9, 0, 0, 0, 0, 0]]), (x, y), key, net=net)
     with pytest.raises(ValueError, match=r"unknown init 'random'; valid choices are \['shared', 'per_arch'\]"):
         proxies.score("naswot", archs, (x, y), key, net=net, init="random")
+    with pytest.raises(ValueError, match="unknown conv_grads 'fast'"):
+        proxies.score("fisher", archs, (x, y), key, net=net, conv_grads="fast")
+    with pytest.raises(ValueError, match="'synflow' uses forward-mode"):
+        proxies.score("synflow", archs, (x, y), key, net=net, conv_grads="explicit")
     with pytest.raises(ValueError, match="chunk must be a positive int"):
         proxies.score("naswot", archs, (x, y), key, net=net, chunk=0)
     assert proxies.parse_names("naswot, synflow") == ["naswot", "synflow"]
