@@ -29,6 +29,7 @@ from jax import lax
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import save_figure
 from jnas.nets.conv import NHWC, CONV_GRADS, conv_fn
 
 SETTINGS = ("plain", "switch", "map")
@@ -118,9 +119,7 @@ def plot(rows: list[dict], path) -> None:
         ax.set_ylabel("ms per gradient")
         ax.set_title(f"{k}x{k} conv, d/d{w}", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import save_figure
 from jnas import proxies
 from jnas.data import load_cifar10_subset
 from jnas.nets import NB201Network, arch_cost, cost_tables
@@ -191,9 +192,7 @@ def plot(rows: list[dict], path) -> None:
         ax.set_ylabel("archs / s")
         ax.set_title(f"{name} ({sub[0]['backend']})")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

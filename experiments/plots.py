@@ -28,3 +28,12 @@ def save_incumbent_plot(fig, ax, optimum: float, path, **axes) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """Lay out, save and close ``fig``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
