@@ -240,11 +240,11 @@ class NB201Network(nn.Module):
             raise ValueError(f"unknown select mode {self.select!r}; valid modes are {list(SELECT_MODES)}")
         if self.partial < 1 or any(c % self.partial for c in self.stage_channels):
             raise ValueError(f"partial={self.partial} must be >= 1 and divide every stage width {list(self.stage_channels)}")
-        conv_fn(self.conv_grads)  # validates the choice
+        conv = conv_fn(self.conv_grads)  # raises on an unknown choice before any layer is built
         kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes, conv_grads=self.conv_grads)
         y = nn.Conv(
             self.C, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=torch_kernel_init,
-            conv_general_dilated=conv_fn(self.conv_grads), name="stem",
+            conv_general_dilated=conv, name="stem",
         )(x)
         if self.probes:
             y = ChannelProbe(name="stem_probe")(y)
