@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import Sequence
 
 import jax
@@ -28,6 +27,7 @@ import matplotlib.pyplot as plt
 from jax import lax
 from tqdm.auto import tqdm
 
+from experiments.bench_proxies import seconds_per_call
 from experiments.cli import parse, prepare_out
 from experiments.plots import save_figure
 from jnas.nets.conv import NHWC, CONV_GRADS, conv_fn
@@ -46,14 +46,8 @@ class Config:
     seed: int = 0
 
 
-def _timed(f, args, reps: int) -> float:
-    """Milliseconds per call of jitted ``f`` after a warm-up call."""
-    jax.block_until_ready(f(*args))
-    t = time.perf_counter()
-    for _ in range(reps):
-        r = f(*args)
-    jax.block_until_ready(r)
-    return (time.perf_counter() - t) / reps * 1e3
+def _case(row: dict) -> tuple:
+    return row["kernel"], row["wrt"], row["setting"], row["conv_grads"]
 
 
 def gradient_fn(conv_grads: str, setting: str, wrt: str, ksize: int):
@@ -92,14 +86,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     jobs = [(k, w, s, g) for k in (3, 1) for w in WRT for s in SETTINGS for g in CONV_GRADS]
     rows = []
     for ksize, wrt, setting, conv_grads in tqdm(jobs, desc="conv grads", unit="case"):
-        ms = _timed(gradient_fn(conv_grads, setting, wrt, ksize), args + (jnp.int32(2 if ksize == 3 else 1),), cfg.reps)
+        op = jnp.int32(2 if ksize == 3 else 1)
+        ms = seconds_per_call(gradient_fn(conv_grads, setting, wrt, ksize), args + (op,), cfg.reps) * 1e3
         if setting == "map":
             ms /= 4  # per architecture
         rows.append(dict(kernel=ksize, wrt=wrt, setting=setting, conv_grads=conv_grads, ms=ms,
                          backend=jax.default_backend(), device=str(jax.devices()[0].device_kind)))
+    ms_of = {_case(r): r["ms"] for r in rows}
     for r in rows:
-        base = next(b for b in rows if (b["kernel"], b["wrt"], b["setting"], b["conv_grads"]) == (r["kernel"], r["wrt"], "plain", "xla"))
-        r["x_plain_xla"] = r["ms"] / base["ms"]
+        r["x_plain_xla"] = r["ms"] / ms_of[(r["kernel"], r["wrt"], "plain", "xla")]
     (out / "bench_conv_grads.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(f"{'kernel':>6}  {'gradient':<8}{'setting':<8}{'conv_grads':<11}{'ms':>8}{'x plain':>9}")
     for r in rows:
@@ -109,11 +104,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 
 def plot(rows: list[dict], path) -> None:
+    ms_of = {_case(r): r["ms"] for r in rows}
     cases = [(k, w) for k in (3, 1) for w in WRT]
     fig, axes = plt.subplots(1, len(cases), figsize=(3.6 * len(cases), 3.2), squeeze=False)
     for ax, (k, w) in zip(axes[0], cases):
         for i, g in enumerate(CONV_GRADS):
-            ms = [next(r["ms"] for r in rows if (r["kernel"], r["wrt"], r["setting"], r["conv_grads"]) == (k, w, s, g)) for s in SETTINGS]
+            ms = [ms_of[(k, w, s, g)] for s in SETTINGS]
             ax.bar([j + 0.4 * i for j in range(len(SETTINGS))], ms, width=0.4, label=g)
         ax.set_xticks([j + 0.2 for j in range(len(SETTINGS))], SETTINGS)
         ax.set_ylabel("ms per gradient")

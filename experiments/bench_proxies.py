@@ -63,14 +63,19 @@ class Config:
     seed: int = 0
 
 
-def _rate(f, args, flops: float, reps: int) -> float:
-    """GFLOP/s of jitted ``f(*args)`` doing ``flops`` per call, after a warm-up call."""
-    f(*args).block_until_ready()
+def seconds_per_call(f, args, reps: int) -> float:
+    """Mean seconds per call of jitted ``f(*args)`` over ``reps`` calls, after a warm-up call."""
+    jax.block_until_ready(f(*args))
     t = time.perf_counter()
     for _ in range(reps):
         r = f(*args)
-    r.block_until_ready()
-    return flops * reps / (time.perf_counter() - t) / 1e9
+    jax.block_until_ready(r)
+    return (time.perf_counter() - t) / reps
+
+
+def _rate(f, args, flops: float, reps: int) -> float:
+    """GFLOP/s of jitted ``f(*args)`` doing ``flops`` per call."""
+    return flops / seconds_per_call(f, args, reps) / 1e9
 
 
 def matmul_gflops(n: int = 2048, reps: int = 10, dtype=jnp.float32) -> float:
