@@ -53,10 +53,15 @@ def concrete(arch, net: str, what: str = "architecture") -> np.ndarray:
 def relu_kernel(x: Float[Array, "b ..."]) -> Float[Array, "b b"]:
     """NASWOT agreement kernel of one ReLU's input: ``c c^T + (1-c)(1-c)^T``, c = [x > 0].
 
-    Computed as ``(D + s s^T) / 2`` with ``s = 2c - 1`` (one matmul instead of two).
+    Computed as ``(D + s s^T) / 2`` with ``s = 2c - 1`` (one matmul instead of two). ``s`` is
+    held in bfloat16, where +-1 is exact, and the products are summed in float32
+    (``preferred_element_type``), so the counts are exact integers below 2^24 units, as in
+    float32; CPUs with bfloat16 matrix units (and GPUs) run this matmul several times faster
+    (1.6 vs 4.2 ms for a batch of 128 32x32x16 maps on the 2-core CPU jnas is tested on).
     """
-    s = jnp.where(x.reshape(x.shape[0], -1) > 0, 1.0, -1.0).astype(jnp.float32)
-    return 0.5 * (s.shape[1] + s @ s.T)
+    s = jnp.where(x.reshape(x.shape[0], -1) > 0, 1.0, -1.0).astype(jnp.bfloat16)
+    ss = jax.lax.dot_general(s, s, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    return 0.5 * (s.shape[1] + ss)
 
 
 class ChannelProbe(nn.Module):
@@ -127,11 +132,16 @@ def channel_shuffle(x: Float[Array, "... c"], groups: int) -> Float[Array, "... 
 def avg_pool_3x3(x: Float[Array, "b h w c"], stride: int = 1) -> Float[Array, "b h' w' c"]:
     """3x3 average pooling with padding 1 that ignores the padding (``count_include_pad=False``).
 
-    The divisor is built with numpy from the static shape. Flax's own version pools an array
-    of ones, which XLA constant-folds at compile time: over 10 s per op for a batch of 1,000
-    32x32 images on a 2-core CPU once the architecture is static.
+    Written as nine shifted slices of the zero-padded input, summed: XLA fuses them into one
+    loop, 2-3x faster on a 2-core CPU than its ``reduce_window`` (2.1 vs 5.9 ms for a batch
+    of 128 32x32x16 maps), and the gradient is the same kind of loop. The divisor is built
+    with numpy from the static shape. (Flax's own version pools an array of ones, which XLA
+    constant-folds at compile time: over 10 s per op for a batch of 1,000 32x32 images once
+    the architecture is static.)
     """
-    s = nn.pool(x, 0.0, jax.lax.add, (3, 3), (stride, stride), ((1, 1), (1, 1)))
+    h, w = x.shape[1:3]
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    s = sum(xp[:, i : i + h : stride, j : j + w : stride] for i in range(3) for j in range(3))
     counts = [np.minimum(np.arange(0, n, stride) + 2, n) - np.maximum(np.arange(0, n, stride) - 1, 0)
               for n in x.shape[1:3]]
     return (s / np.outer(*counts)[:, :, None].astype(np.float32)).astype(x.dtype)

@@ -68,7 +68,6 @@ class Edge(nn.Module):
     features: int
     select: str = "switch"
     use_bn: bool = True
-    codes: bool = False
     probes: bool = False
     partial: int = 1
     skip_dropout: bool = False
@@ -76,43 +75,36 @@ class Edge(nn.Module):
     conv_grads: str = "xla"
 
     def setup(self):
-        kw = dict(
-            use_bn=self.use_bn, codes=self.codes, probes=self.probes, affine=self.affine, conv_bias=not self.affine,
-            conv_grads=self.conv_grads,
-        )
+        kw = dict(use_bn=self.use_bn, probes=self.probes, affine=self.affine, conv_bias=not self.affine, conv_grads=self.conv_grads)
         self.nor_conv_1x1 = ReLUConvBN(self.features // self.partial, 1, **kw)
         self.nor_conv_3x3 = ReLUConvBN(self.features // self.partial, 3, **kw)
 
-    def __call__(self, x: Array, op: Array, train: bool, drop_rate: Array | float = 0.0) -> tuple[Array, Array]:
+    def __call__(self, x: Array, op: Array, train: bool, drop_rate: Array | float = 0.0) -> Array:
         if self.partial > 1:
             # PC-DARTS: the ops see the first C/K channels; the rest bypass them.
             cp = x.shape[-1] // self.partial
-            y, k = self._ops(x[..., :cp], op, train, drop_rate)
-            return channel_shuffle(jnp.concatenate([y, x[..., cp:]], axis=-1), self.partial), k
+            y = self._ops(x[..., :cp], op, train, drop_rate)
+            return channel_shuffle(jnp.concatenate([y, x[..., cp:]], axis=-1), self.partial)
         return self._ops(x, op, train, drop_rate)
 
-    def _ops(self, x: Array, op: Array, train: bool, drop_rate: Array | float) -> tuple[Array, Array]:
-        b = x.shape[0]
-        zero_k = jnp.zeros((b, b) if self.codes else (), jnp.float32)  # kernel counts: float32, exact
-
+    def _ops(self, x: Array, op: Array, train: bool, drop_rate: Array | float) -> Array:
         def none(m, x):
-            return jnp.zeros_like(x), zero_k
+            return jnp.zeros_like(x)
 
         def skip(m, x):
             if m.skip_dropout:  # P-DARTS: inverted dropout after skip-connect; rate 0 is identity
                 keep = jax.random.bernoulli(m.make_rng("dropout"), 1.0 - drop_rate, x.shape)
-                return jnp.where(keep, x / (1.0 - drop_rate), 0.0).astype(x.dtype), zero_k
-            return x, zero_k
+                return jnp.where(keep, x / (1.0 - drop_rate), 0.0).astype(x.dtype)
+            return x
 
         def conv1(m, x):
-            return m.nor_conv_1x1(x, train)
+            return m.nor_conv_1x1(x, train)[0]
 
         def conv3(m, x):
-            return m.nor_conv_3x3(x, train)
+            return m.nor_conv_3x3(x, train)[0]
 
         def pool(m, x):
-            y = avg_pool_3x3(x)
-            return y, zero_k
+            return avg_pool_3x3(x)
 
         branches = (none, skip, conv1, conv3, pool)
         if self.select == "static" and not self.is_initializing():
@@ -121,14 +113,19 @@ class Edge(nn.Module):
             outs = [f(self, x) for f in branches]  # at init: creates every op's variables
         if self.select == "mask":
             w = op if jnp.issubdtype(op.dtype, jnp.floating) else jax.nn.one_hot(op, len(branches), dtype=x.dtype)
-            y = sum(w[i] * o[0] for i, o in enumerate(outs))
-            k = sum(w[i] * o[1] for i, o in enumerate(outs))
-            return y, k
+            return sum(w[i] * o for i, o in enumerate(outs))
         return nn.switch(op, branches, self, x)
 
 
 class Cell(nn.Module):
-    """NB201 cell: node j = sum_{i<j} edge_(i,j)(node i); the output is the last node."""
+    """NB201 cell: node j = sum_{i<j} edge_(i,j)(node i); the output is the last node.
+
+    With ``codes`` the cell also returns the NASWOT kernel of the ReLUs in its conv edges.
+    Every conv edge leaving node i applies its ReLU to node i itself, so node i's kernel
+    enters once per such edge: the cell computes it once per node and multiplies by that
+    count (and skips it under ``"switch"``/``"static"`` when no conv edge leaves the node),
+    instead of once per edge. The counts are exact integers, so the kernel is the same.
+    """
 
     features: int
     select: str = "switch"
@@ -143,21 +140,38 @@ class Cell(nn.Module):
     @nn.compact
     def __call__(self, x: Array, arch: Array, train: bool, drop_rate: Array | float = 0.0) -> tuple[Array, Array]:
         nodes = [x]
-        k = jnp.zeros(())
         for j in range(1, space.SPACE.num_nodes):
             acc = None
             for e, (i, jj) in enumerate(space.EDGES):
                 if jj != j:
                     continue
                 edge = Edge(
-                    self.features, self.select, self.use_bn, self.codes, self.probes, self.partial,
-                    self.skip_dropout, affine=self.affine, conv_grads=self.conv_grads, name=f"edge_{e}",
+                    self.features, self.select, self.use_bn, self.probes, self.partial, self.skip_dropout,
+                    affine=self.affine, conv_grads=self.conv_grads, name=f"edge_{e}",
                 )
-                y, ke = edge(nodes[i], arch[e], train, drop_rate)
+                y = edge(nodes[i], arch[e], train, drop_rate)
                 acc = y if acc is None else acc + y
-                k = k + ke
             nodes.append(acc)
-        return nodes[-1], k
+        return nodes[-1], (self._codes(nodes, arch) if self.codes else jnp.zeros(()))
+
+    def _codes(self, nodes: list[Array], arch: Array) -> Array:
+        """Sum over conv edges of the NASWOT kernel of their ReLU input (see class docstring)."""
+        convs = [space.OPS.index("nor_conv_1x1"), space.OPS.index("nor_conv_3x3")]
+        b = nodes[0].shape[0]
+        k = jnp.zeros((b, b), jnp.float32)
+        for i, node in enumerate(nodes[:-1]):
+            node = node[..., : node.shape[-1] // self.partial]  # the channels the ops see
+            out = [e for e, (src, _) in enumerate(space.EDGES) if src == i]
+            if self.select == "static" and not self.is_initializing():
+                n = sum(int(arch[e]) in convs for e in out)
+                k = k + n * relu_kernel(node) if n else k
+            elif jnp.issubdtype(arch.dtype, jnp.floating):  # mixing weights: weighted counts
+                n = arch[jnp.asarray(out)][:, jnp.asarray(convs)].sum()
+                k = k + n * relu_kernel(node)
+            else:
+                n = jnp.isin(arch[jnp.asarray(out)], jnp.asarray(convs)).sum().astype(jnp.float32)
+                k = k + jax.lax.cond(n > 0, lambda node: n * relu_kernel(node), lambda node: jnp.zeros((b, b), jnp.float32), node)
+        return k
 
 
 class ResidualReduction(nn.Module):

@@ -149,3 +149,53 @@ def test_search_cells_have_biased_convs_and_plain_batchnorm(key):
     yb = bench.apply(vb, x, a, mutable=["batch_stats"])[0]
     ys = search.apply({**vs, "params": params}, x, a, mutable=["batch_stats"])[0]
     np.testing.assert_allclose(ys, yb, rtol=1e-4, atol=1e-5)
+
+
+def test_relu_kernel_counts_agreements_exactly(key):
+    # The bfloat16 sign matmul with float32 sums must give exact integer counts.
+    from jnas.nets.layers import relu_kernel
+
+    x = jax.random.normal(key, (6, 48, 48, 16))  # 36,864 units per image
+    c = (np.asarray(x).reshape(6, -1) > 0).astype(np.float64)
+    expected = c @ c.T + (1 - c) @ (1 - c).T
+    np.testing.assert_array_equal(np.asarray(jax.jit(relu_kernel)(x), np.float64), expected)
+
+
+@pytest.mark.parametrize("partial", [1, 2])
+def test_codes_kernel_sums_every_executed_relu(key, partial):
+    # The NASWOT kernel the network returns (one kernel per node, times the conv edges
+    # leaving it) against every ReLU input recorded from a concrete, un-jitted run, for
+    # cells with and without conv edges and with nodes no conv reads; every select mode
+    # must give the same integer counts exactly.
+    import flax.linen as nn
+
+    from jnas.nets.layers import ReLUConvBN
+
+    net = NB201Network(C=4, N=1, num_classes=3, codes=True, partial=partial)
+    x = jax.random.normal(key, (5, 8, 8, 3))
+    archs = [np.zeros(6, np.int32), np.full(6, 3), np.array([3, 2, 1, 4, 3, 2]), np.array([4, 0, 2, 1, 1, 1]),
+             np.array([2, 2, 2, 0, 0, 0])]
+    variables = net.init(key, x, jnp.asarray(archs[0]))
+    for a in archs:
+        inputs = []
+
+        def record(next_fun, args, kwargs, context):
+            out = next_fun(*args, **kwargs)
+            if context.method_name == "__call__" and isinstance(context.module, ReLUConvBN):
+                inputs.append(np.asarray(args[0]).reshape(args[0].shape[0], -1))
+            if context.method_name == "__call__" and context.module.scope.path[-1:] == ("last_bn",):
+                inputs.append(np.asarray(out).reshape(out.shape[0], -1))
+            return out
+
+        with nn.intercept_methods(record):
+            net.clone(select="static").apply(variables, x, a, mutable=["batch_stats"])
+        assert len(inputs) == 3 * sum(int(o) in (2, 3) for o in a) + 2 * 2 + 1
+        c = np.concatenate(inputs, axis=1) > 0
+        expected = (c.astype(np.float64) @ c.T + (~c).astype(np.float64) @ (~c).T)
+        for select in ("static", "switch", "mask"):
+            arch = a if select == "static" else jnp.asarray(a)
+            fn = lambda x: net.clone(select=select).apply(variables, x, arch, mutable=["batch_stats"])[0][1]
+            np.testing.assert_array_equal(np.asarray(jax.jit(fn)(x), np.float64), expected, err_msg=f"{a} {select}")
+        weights = jax.nn.one_hot(jnp.asarray(a), sp.NUM_OPS)  # mixing weights: the same counts
+        got = net.clone(select="mask").apply(variables, x, weights, mutable=["batch_stats"])[0][1]
+        np.testing.assert_array_equal(np.asarray(got, np.float64), expected, err_msg=f"{a} weights")
