@@ -84,3 +84,26 @@ def test_network_gradients_agree_and_forward_mode_is_refused(key):
         conv_fn("fast")
     with pytest.raises(ValueError, match="unknown conv_grads"):
         net.clone(conv_grads="fast").init(key, x, a)
+
+
+@pytest.mark.parametrize(
+    "kshape, padding", [((3, 3), ((1, 1), (1, 1))), ((3, 3), ((0, 2), (1, 0))), ((5, 5), ((2, 2), (2, 2))),
+                        ((3, 1), ((1, 1), (0, 0))), ((1, 3), ((0, 0), (1, 1)))],
+)
+def test_lax_conv_row_form_equals_lax(x64, key, kshape, padding):
+    # float64 on CPU takes the row-stacked form: values, reverse- and forward-mode
+    # derivatives must equal lax's own convolution (kernel height 1 keeps lax's form).
+    from jnas.nets.conv import lax_conv
+
+    kx, kk, kt = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (2, 7, 6, 4), jnp.float64)
+    k = jax.random.normal(kk, (*kshape, 4, 5), jnp.float64)
+    mine = lambda x, k: lax_conv(x, k, (1, 1), padding, dimension_numbers=NHWC)
+    theirs = lambda x, k: _lax(x, k, (1, 1), padding)
+    np.testing.assert_allclose(mine(x, k), theirs(x, k), rtol=1e-12, atol=1e-12)
+    loss = lambda conv: lambda x, k: jnp.sum(jnp.sin(conv(x, k)))
+    for g, w in zip(jax.grad(loss(mine), (0, 1))(x, k), jax.grad(loss(theirs), (0, 1))(x, k)):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    tangents = (jax.random.normal(kt, x.shape, jnp.float64), k)
+    np.testing.assert_allclose(jax.jvp(mine, (x, k), tangents)[1], jax.jvp(theirs, (x, k), tangents)[1], rtol=1e-10, atol=1e-12)
+    assert conv_fn("xla") is lax_conv
