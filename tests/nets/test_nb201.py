@@ -161,7 +161,7 @@ def test_relu_kernel_counts_agreements_exactly(key):
     np.testing.assert_array_equal(np.asarray(jax.jit(relu_kernel)(x), np.float64), expected)
 
 
-@pytest.mark.parametrize("partial", [1, 2])
+@pytest.mark.parametrize("partial", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_codes_kernel_sums_every_executed_relu(key, partial):
     # The NASWOT kernel the network returns (one kernel per node, times the conv edges
     # leaving it) against every ReLU input recorded from a concrete, un-jitted run, for
