@@ -52,7 +52,7 @@ def _case(row: dict) -> tuple:
 
 def gradient_fn(conv_grads: str, setting: str, wrt: str, ksize: int):
     """Jitted ``(x, k3, k1, op) -> gradient`` of ``sum(conv(relu(x))^2)`` with respect to ``wrt``."""
-    conv = conv_fn(conv_grads) or lax.conv_general_dilated
+    conv = conv_fn(conv_grads)
     argnum = 0 if wrt == "input" else (1 if ksize == 3 else 2)
 
     def op(x, k):

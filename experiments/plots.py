@@ -23,11 +23,7 @@ def save_incumbent_plot(fig, ax, optimum: float, path, **axes) -> None:
     ax.axhline(optimum, color="k", ls=":", lw=1, label="optimum")
     ax.set(**axes)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def save_figure(fig, path, dpi: int = 110) -> None:

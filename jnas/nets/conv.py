@@ -92,7 +92,7 @@ def _rows(x: Float[Array, "b h w i"], k: Float[Array, "kh kw i o"], padding, pre
     rows = xp.shape[1] - kh + 1
     stacked = jnp.concatenate([xp[:, i : i + rows] for i in range(kh)], axis=-1).reshape(b * rows, 1, w, kh * c)
     k_rows = k.transpose(1, 0, 2, 3).reshape(1, kw, kh * c, o)  # channel index dy * c + i, as stacked
-    y = lax.conv_general_dilated(stacked, k_rows, (1, 1), ((0, 0), pad_w), dimension_numbers=NHWC, precision=precision)
+    y = _conv(stacked, k_rows, ((0, 0), pad_w), precision)
     return y.reshape(b, rows, y.shape[2], o)
 
 
