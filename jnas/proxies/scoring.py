@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
+from typing import Callable, Iterator, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -139,6 +140,74 @@ def check_batch(x, y) -> tuple[jax.Array, jax.Array]:
     return jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
 
 
+class Call(NamedTuple):
+    """One jitted call of a scoring run: ``fn(*static, *args)`` scores ``count`` architectures
+    (the first ``count`` entries of its flattened output; a padded chunk has more)."""
+
+    fn: Callable
+    static: tuple
+    args: tuple
+    count: int
+
+    def __call__(self):
+        return self.fn(*self.static, *self.args)
+
+
+def calls(
+    proxy: Proxy,
+    archs,
+    batch: tuple,
+    key: jax.Array,
+    *,
+    net: nn.Module | None = None,
+    mode: str | None = None,
+    select: str | None = None,
+    chunk: int = 16,
+    init: str = "shared",
+    conv_grads: str | None = None,
+) -> Iterator[Call]:
+    """The jitted calls that :func:`score` makes, in order, after validating its arguments
+    (same arguments; run them under :func:`precision`). Exposed so that tools such as
+    ``experiments.profile_proxies`` can lower and trace exactly what ``score`` runs."""
+    auto_mode, auto_select = default_mode(proxy)
+    mode = auto_mode if mode is None else mode
+    select = (auto_select if mode == auto_mode else ("mask" if mode == "vmap" else "switch")) if select is None else select
+    if mode not in MODES:
+        raise ValueError(f"unknown batching mode {mode!r}; valid modes are {list(MODES)}")
+    if select not in SELECTS:
+        raise ValueError(f"unknown edge selection {select!r}; valid choices are {list(SELECTS)}")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; valid choices are {list(INITS)}")
+    conv_grads = default_conv_grads(proxy) if conv_grads is None else conv_grads
+    if conv_grads not in CONV_GRADS:
+        raise ValueError(f"unknown conv_grads {conv_grads!r}; valid choices are {list(CONV_GRADS)}")
+    if conv_grads == "explicit" and not proxy.reverse_only:
+        raise ValueError(f"proxy {proxy.name!r} uses forward-mode differentiation; conv_grads='explicit' supports reverse mode only")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    archs = space.check_batch(archs)
+    x, y = check_batch(*batch)
+    net = NB201Network() if net is None else net
+    if int(y.max()) >= net.num_classes or int(y.min()) < 0:
+        raise ValueError(f"labels must lie in 0..{net.num_classes - 1} (the network's classes), got {int(y.min())}..{int(y.max())}")
+    net, variables = prepare(proxy, net, select, key, x, archs[0], conv_grads)
+    if init == "per_arch":
+        variables = None
+    for start in range(0, archs.shape[0], chunk):
+        part = archs[start : start + chunk]
+        if mode == "loop":
+            for a in part:
+                if variables is None:
+                    yield Call(_score_one_own, (proxy, net), (key, a, x, y), 1)
+                else:
+                    yield Call(score_one, (proxy, net), (variables, a, x, y), 1)
+        else:
+            pad = chunk - part.shape[0]  # keep one compiled shape for the last chunk
+            padded = jnp.concatenate([part, jnp.repeat(part[:1], pad, 0)]) if pad else part
+            fn = _score_map if mode == "map" else _score_vmap
+            yield Call(fn, (proxy, net), (variables, key, padded, x, y), part.shape[0])
+
+
 def score(
     proxy: Proxy,
     archs,
@@ -173,43 +242,20 @@ def score(
     Raises:
       ValueError: bad mode, init, conv_grads, chunk, architectures or batch shapes.
     """
-    auto_mode, auto_select = default_mode(proxy)
-    mode = auto_mode if mode is None else mode
-    select = (auto_select if mode == auto_mode else ("mask" if mode == "vmap" else "switch")) if select is None else select
-    if mode not in MODES:
-        raise ValueError(f"unknown batching mode {mode!r}; valid modes are {list(MODES)}")
-    if select not in SELECTS:
-        raise ValueError(f"unknown edge selection {select!r}; valid choices are {list(SELECTS)}")
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; valid choices are {list(INITS)}")
-    conv_grads = default_conv_grads(proxy) if conv_grads is None else conv_grads
-    if conv_grads not in CONV_GRADS:
-        raise ValueError(f"unknown conv_grads {conv_grads!r}; valid choices are {list(CONV_GRADS)}")
-    if conv_grads == "explicit" and not proxy.reverse_only:
-        raise ValueError(f"proxy {proxy.name!r} uses forward-mode differentiation; conv_grads='explicit' supports reverse mode only")
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-    archs = space.check_batch(archs)
-    x, y = check_batch(*batch)
-    net = NB201Network() if net is None else net
-    if int(y.max()) >= net.num_classes or int(y.min()) < 0:
-        raise ValueError(f"labels must lie in 0..{net.num_classes - 1} (the network's classes), got {int(y.min())}..{int(y.max())}")
-    net, variables = prepare(proxy, net, select, key, x, archs[0], conv_grads)
-    if init == "per_arch":
-        variables = None
-    n = archs.shape[0]
-    out = np.empty(n, np.float64)
+    n = space.check_batch(archs).shape[0]
+    out, pending = [], []  # pending: dispatched, not yet fetched (a chunk's worth at most)
+    kw = dict(net=net, mode=mode, select=select, chunk=chunk, init=init, conv_grads=conv_grads)
     with precision(proxy), tqdm(total=n, desc=proxy.name, unit="arch", disable=not progress, leave=False) as bar:
-        for start in range(0, n, chunk):
-            part = archs[start : start + chunk]
-            if mode == "loop":
-                vals = [score_one(proxy, net, variables, a, x, y) if variables is not None
-                        else _score_one_own(proxy, net, key, a, x, y) for a in part]
-            else:
-                pad = chunk - part.shape[0]  # keep one compiled shape for the last chunk
-                padded = jnp.concatenate([part, jnp.repeat(part[:1], pad, 0)]) if pad else part
-                fn = _score_map if mode == "map" else _score_vmap
-                vals = fn(proxy, net, variables, key, padded, x, y)[: part.shape[0]]
-            out[start : start + part.shape[0]] = np.asarray(jax.device_get(vals), np.float64).reshape(-1)
-            bar.update(part.shape[0])
-    return out
+
+        def fetch():
+            for vals, count in pending:
+                out.append(np.asarray(jax.device_get(vals), np.float64).reshape(-1)[:count])
+                bar.update(count)
+            pending.clear()
+
+        for call in calls(proxy, archs, batch, key, **kw):
+            pending.append((call(), call.count))
+            if sum(c for _, c in pending) >= chunk:
+                fetch()
+        fetch()
+    return np.concatenate(out)

@@ -88,11 +88,13 @@ def test_network_gradients_agree_and_forward_mode_is_refused(key):
 
 @pytest.mark.parametrize(
     "kshape, padding", [((3, 3), ((1, 1), (1, 1))), ((3, 3), ((0, 2), (1, 0))), ((5, 5), ((2, 2), (2, 2))),
-                        ((3, 1), ((1, 1), (0, 0))), ((1, 3), ((0, 0), (1, 1)))],
+                        ((3, 1), ((1, 1), (0, 0))), ((1, 3), ((0, 0), (1, 1))), ((1, 1), ((0, 0), (0, 0))),
+                        ((1, 1), ((1, 0), (0, 1)))],
 )
 def test_lax_conv_row_form_equals_lax(x64, key, kshape, padding):
-    # float64 on CPU takes the row-stacked form: values, reverse- and forward-mode
-    # derivatives must equal lax's own convolution (kernel height 1 keeps lax's form).
+    # float64 on CPU takes the row-stacked form, an unpadded 1x1 kernel a matmul: values,
+    # reverse- and forward-mode derivatives must equal lax's own convolution (kernel height
+    # 1 otherwise keeps lax's form).
     from jnas.nets.conv import lax_conv
 
     kx, kk, kt = jax.random.split(key, 3)
