@@ -32,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import save_figure
 from jnas.data import load_cifar10_subset
 from jnas.oneshot import SearchConfig, init_state, make_step
 from jnas.oneshot import nb201 as os201
@@ -99,9 +100,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     ax[1].set(ylabel="compile (s)", title="compile time")
     for a in ax:
         a.tick_params(axis="x", rotation=20)
-    fig.tight_layout()
-    fig.savefig(out / "bench_darts.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "bench_darts.png", dpi=110)
     return rows
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import save_figure
 from jnas.bilevel import problems, study, ttsa
 
 
@@ -149,9 +150,7 @@ def _plot(results: dict, rates: dict, out: Path) -> None:
             ax.plot(b, v, "o-" if len(b) > 1 else "s", label=est)
         ax.set(xscale="log", yscale="log", xlabel="budget (steps / iterations)", ylabel="relative error", title=prob)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "hypergrad_errors.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "hypergrad_errors.png", dpi=120)
     fig, axes = plt.subplots(2, len(conv), figsize=(6 * len(conv), 8), squeeze=False)
     for j, (prob, by_m) in enumerate(conv.items()):
         for m in ("ttsa", "implicit", "unrolled"):
@@ -163,9 +162,7 @@ def _plot(results: dict, rates: dict, out: Path) -> None:
         axes[1, j].set(yscale="log", xlabel="wall time (s, jitted)", ylabel="E||x_k - x*||^2")
         axes[0, j].legend(fontsize=8)
         axes[1, j].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "convergence.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "convergence.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import save_figure
 from jnas import data, train
 from jnas.estimation import curves
 from jnas.spaces import nb201 as space
@@ -139,9 +140,7 @@ def _plot(mae: dict, fractions: list[float], path: Path, cfg: Config) -> None:
     ax.set(xlabel="fraction of the curve observed", ylabel="MAE of final val. accuracy (points)", yscale="log",
            title=f"{cfg.n_archs} NB201 cells, C={cfg.C} N={cfg.N}, {cfg.epochs} epochs")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":

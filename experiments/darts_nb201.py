@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import save_figure
 from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
 from jnas.oneshot import SearchConfig, driver, pdarts
@@ -144,9 +145,7 @@ def plot_alpha(log_path: Path, png: Path, title: str) -> None:
         ax.set(title=f"edge {j}<-{i}", xlabel="epoch (all stages)", ylabel="softmax(alpha)")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, dpi=110)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
 from experiments.realtrain import mnist_splits, write_csv
+from experiments.plots import save_figure
 from jnas import data
 from jnas.nets.tree import TreeSupernet
 from jnas.spaces import tree
@@ -227,9 +228,7 @@ def _plot(out: Path, steps: list[dict], rewards_all, found_reward, final: list[d
     axes[2].set_xticks(np.arange(len(attrs) + 1) + 0.4 - w / 2, [a.name for a in attrs] + ["mean"])
     axes[2].set(ylabel="test accuracy (%)", title="trained from scratch", ylim=(80, 100))
     axes[2].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "gnas.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "gnas.png", dpi=120)
 
 
 if __name__ == "__main__":

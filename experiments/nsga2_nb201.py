@@ -31,7 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
-from experiments.plots import mean_band
+from experiments.plots import mean_band, save_figure
 from jnas import strategies
 from jnas.benchmarks import nb201 as bench
 from jnas.spaces import nb201
@@ -133,17 +133,13 @@ def _plot(out, names, signs, all_F, front, found, curves, per_gen) -> None:
     ax.scatter(*(found * s)[:, :2].T, s=18, c="r", marker="x", label="NSGA-II front (seed 0)")
     ax.set(xlabel=names[0], ylabel=names[1])
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "fronts.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "fronts.png", dpi=120)
     fig, ax = plt.subplots(figsize=(6, 4))
     for m, c in curves.items():
         mean_band(ax, per_gen * np.arange(1, c.shape[1] + 1), c, m)
     ax.set(xlabel="queries", ylabel="hypervolume / true front's", title="NSGA-II vs random search")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "hypervolume.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "hypervolume.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import save_figure
 from jnas import proxies
 from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
@@ -162,9 +163,7 @@ def plot(scores: dict[str, np.ndarray], table, archs: np.ndarray, corr: dict, pa
             ax.set_xlabel(f"{name} score", fontsize=7)
             if j == 0:
                 ax.set_ylabel("accuracy (%)", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
+from experiments.plots import save_figure
 from jnas import data
 
 
@@ -53,6 +54,4 @@ def save_generation_plot(rows: list[dict], path: str | Path, xlabel: str, ylabel
         ax.plot(gens, [r[k] for r in rows], style, label=k)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

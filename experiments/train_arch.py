@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from experiments.cli import parse, prepare_out
+from experiments.plots import save_figure
 from jnas import data, train
 
 RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
@@ -109,9 +110,7 @@ def _plot(history: list[dict], path, cfg: Config) -> None:
     ax[1].set(xlabel="epoch", ylabel="accuracy (%)")
     ax[0].legend()
     fig.suptitle(f"{cfg.space} C={cfg.C} N={cfg.N}: {cfg.arch}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":
