@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -16,6 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 def data_root() -> Path:
     """``$JNAS_DATA`` if set, else ``../shared/data`` beside the repository."""
     return Path(os.environ.get("JNAS_DATA") or REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled():
+    """Drop JAX's compiled executables after each test module. Each holds memory mappings
+    of its machine code; a whole suite in one process otherwise passes the kernel's limit on
+    mappings per process (``vm.max_map_count``, 65,530 by default) and XLA crashes while
+    compiling."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture

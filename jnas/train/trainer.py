@@ -183,7 +183,7 @@ def fit(
     steps = num_batches(len(train), config.batch_size)
     if steps == 0:
         raise ValueError(f"{len(train)} training examples are fewer than one batch of {config.batch_size}")
-    tx, step_fn, eval_fn = _compiled(net, train.spec, config, steps)
+    tx, step_fn, eval_fn = _compiled(net, train.spec, config, steps, arch_arg(net, arch) if _is_static(net) else None)
     k_init, k_run = jax.random.split(key)
     state = init_state(k_init, net, arch, train, tx, config.resolution)
     history: list[dict] = []
@@ -232,9 +232,16 @@ def fit(
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(net: nn.Module, spec, config: TrainConfig, steps: int):
+def _compiled(net: nn.Module, spec, config: TrainConfig, steps: int, static_arch: tuple | None):
     """Optimiser and jitted steps, shared by every ``fit`` with the same net, data spec, config
-    and steps per epoch (multi-fidelity search trains many cells: compile once, not per call)."""
+    and steps per epoch (multi-fidelity search trains many cells: compile once, not per call).
+
+    A static net compiles per architecture, so its steps are cached per architecture
+    (``static_arch``): the LRU bound then also bounds the executables kept alive. One jitted
+    step holding every architecture it has seen would grow without limit -- each executable
+    keeps a few hundred memory mappings of machine code, and a long search passes the
+    kernel's limit per process (``vm.max_map_count``, 65,530 by default), crashing XLA.
+    """
     tx = optimizer(config, steps)
     return tx, make_train_step(net, tx, spec, config), make_eval_step(net, spec, config)
 

@@ -1,5 +1,9 @@
 """Standalone training: the optimiser against torch-style SGD by hand, training above chance
-on real CIFAR-10, and kill/resume giving the same run."""
+on real CIFAR-10, kill/resume giving the same run, and static nets not keeping every
+architecture's executables."""
+
+import gc
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +13,7 @@ import pytest
 
 from jnas import data, train
 from jnas.nets import NB201Network
-from jnas.spaces import nb201
+from jnas.spaces import genetic, nb201
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
@@ -107,3 +111,27 @@ def test_darts_network_needs_a_concrete_genotype(key):
     variables = net.init(key, x, arch, train=False)
     with pytest.raises(ValueError, match="concrete genotype"):
         jax.jit(lambda a: net.apply(variables, x, a, train=False))(jnp.asarray(arch))
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="counts the process's memory mappings (Linux)")
+def test_static_nets_release_the_executables_of_old_architectures(data_dir):
+    # A static net compiles per architecture. Each executable holds memory mappings of its
+    # machine code; a search that trains hundreds of architectures must not keep them all,
+    # or it passes the kernel's limit per process (vm.max_map_count) and XLA crashes.
+    def mappings() -> int:
+        return len(Path("/proc/self/maps").read_text().splitlines())
+
+    tr = data.load("mnist", "train", data_dir).take(np.arange(16))
+    cfg = train.TrainConfig(epochs=1, batch_size=8, optimizer="adam", weight_decay=0.0, augment=False)
+    space = genetic.GeneticSpace((4,))
+    kept = train.trainer._compiled.cache_info().maxsize
+    counts = []
+    for code in range(kept + 8):  # distinct 6-bit genomes
+        genome = (code >> np.arange(6)) & 1
+        net, arch = train.realise("genetic", genetic.to_string(space, genome), 10, C=2)
+        train.fit(net, arch, tr, None, cfg, jax.random.key(0), progress=False)
+        gc.collect()
+        counts.append(mappings())
+    per_arch = (counts[8] - counts[2]) / 6  # growth while the cache fills
+    assert per_arch > 10, counts  # an architecture's executables show in the count...
+    assert counts[-1] - counts[kept + 1] < 2 * per_arch, counts  # ...and old ones are released
