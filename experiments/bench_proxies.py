@@ -63,6 +63,18 @@ class Config:
     seed: int = 0
 
 
+def network_dtype(name: str) -> str:
+    """The float type the proxy's network runs in (float64 for :data:`FLOAT64_NETWORK`)."""
+    return "float64" if name in FLOAT64_NETWORK else "float32"
+
+
+def flop_bound_s(name: str, archs, batch_size: int, costs: dict, gflops: float) -> float:
+    """Seconds the architectures' MACs (x 2 FLOPs, x batch, x the proxy's :data:`PASSES`)
+    would take at ``gflops``: the FLOP bound the measured times are read against."""
+    macs = float(jnp.sum(arch_cost(costs["macs_fixed"], costs["macs_per_op"], archs)))
+    return macs * 2 * batch_size * PASSES.get(name, 1) / (gflops * 1e9)
+
+
 def seconds_per_call(f, args, reps: int) -> float:
     """Mean seconds per call of jitted ``f(*args)`` over ``reps`` calls, after a warm-up call."""
     jax.block_until_ready(f(*args))
@@ -158,9 +170,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         batch = (x[:b], y[:b])
         archs = space.sample(jax.random.fold_in(key, n), n)
         first, steady = time_scores(proxy, archs, batch, key, mode, select, conv, cfg.chunk)
-        macs = float(jnp.sum(arch_cost(costs["macs_fixed"], costs["macs_per_op"], archs)))
-        rate = gflops["float64" if name in FLOAT64_NETWORK else "float32"]
-        bound_s = macs * 2 * b * PASSES.get(name, 1) / (rate * 1e9)
+        rate = gflops[network_dtype(name)]
+        bound_s = flop_bound_s(name, archs, b, costs, rate)
         rows.append(
             dict(proxy=name, n=n, mode=mode, select=select, conv_grads=conv, archs_per_s=n / steady, compile_s=max(first - steady, 0.0),
                  steady_s=steady, flop_bound_s=bound_s, fraction_of_bound=bound_s / steady if name in PASSES else None,

@@ -40,12 +40,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
-from experiments.bench_proxies import FLOAT64_NETWORK, PASSES, matmul_gflops
+from experiments.bench_proxies import PASSES, flop_bound_s, matmul_gflops, network_dtype
 from experiments.cli import parse, prepare_out
 from experiments.plots import save_figure
 from jnas import proxies
 from jnas.data import load_cifar10_subset
-from jnas.nets import NB201Network, arch_cost, cost_tables
+from jnas.nets import NB201Network, cost_tables
 from jnas.proxies import scoring
 from jnas.spaces import nb201 as space
 
@@ -105,6 +105,11 @@ def hlo_categories(hlo_text: str) -> dict[str, str]:
         elif current is not None and (ins := _instruction(line)):
             current.append(ins)
 
+    def callees(rest: str) -> list[str]:
+        """Computations an instruction calls (fusion bodies, branches, loop bodies)."""
+        return [c for single, many in _CALLED.findall(rest)
+                for c in ([single] if single else re.findall(r"%?([\w.\-]+)", many))]
+
     def opcodes(comp: str, seen: set) -> set[str]:
         if comp in seen or comp not in comps:
             return set()
@@ -112,19 +117,15 @@ def hlo_categories(hlo_text: str) -> dict[str, str]:
         found = set()
         for _, op, rest in comps[comp]:
             found.add(op)
-            for single, many in _CALLED.findall(rest):
-                for c in [single] if single else re.findall(r"%?([\w.\-]+)", many):
-                    found |= opcodes(c, seen)
+            for c in callees(rest):
+                found |= opcodes(c, seen)
         return found
 
     out = {}
     for instrs in comps.values():
         for name, op, rest in instrs:
             if op == "fusion":
-                inner = set()
-                for single, many in _CALLED.findall(rest):
-                    for c in [single] if single else re.findall(r"%?([\w.\-]+)", many):
-                        inner |= opcodes(c, set())
+                inner = set().union(*(opcodes(c, set()) for c in callees(rest)))
                 out[name] = ("convolution" if "convolution" in inner else "matmul" if "dot" in inner
                              else "fused elementwise/reduce")
             else:
@@ -205,11 +206,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         archs = space.sample(jax.random.fold_in(key, cfg.n), cfg.n)
         with tempfile.TemporaryDirectory() as tmp:
             wall, ops, cats = profile(proxy, archs, (x[:b], y[:b]), key, net, Path(tmp), **kw)
-        dtype = "float64" if name in FLOAT64_NETWORK else "float32"
+        dtype = network_dtype(name)
         if dtype not in rates:
             rates[dtype] = matmul_gflops(dtype=jax.numpy.dtype(dtype).type)
-        macs = float(jax.numpy.sum(arch_cost(costs["macs_fixed"], costs["macs_per_op"], archs)))
-        bound = macs * 2 * b * PASSES.get(name, 1) / (rates[dtype] * 1e9)
+        bound = flop_bound_s(name, archs, b, costs, rates[dtype])
         traced = sum(ops.values())
         seconds = {c: 0.0 for c in CATEGORIES}
         for op, t in ops.items():
