@@ -2,12 +2,13 @@
 
     python -m experiments.bench_proxies --data-dir ../shared/data --out runs/bench_proxies
 
-For each proxy and N in ``--sizes``, times every ``mode/select/conv_grads`` combination on
-the same N random NB201 cells in one run: ``loop/switch/xla`` (a Python loop over one jitted
-single-architecture function with JAX's own convolution gradients, the baseline), then
-``loop/switch``, ``map/switch``, ``loop/mask`` and ``vmap/mask`` with the proxy's default
-``conv_grads`` (``explicit`` for reverse-mode proxies on CPU, see :mod:`jnas.nets.conv`;
-combinations that resolve to the same one are timed once). Reports archs/s
+For each proxy and N in ``--sizes``, times every ``mode/select/conv_grads/conv_library``
+combination on the same N random NB201 cells in one run: ``loop/switch/xla/ynnpack`` (a
+Python loop over one jitted single-architecture function with JAX's own convolution
+gradients and XLA's default compile options, the baseline), then ``loop/switch``,
+``map/switch``, ``loop/mask`` and ``vmap/mask`` with the proxy's default ``conv_grads``
+(``explicit`` for reverse-mode proxies on CPU) and ``conv_library`` (see
+:mod:`jnas.nets.conv`; combinations that resolve to the same one are timed once). Reports archs/s
 (steady state, after a warm-up call), compile time (first call minus a steady call), the
 speed-up over the baseline, and the fraction of a FLOP bound: useful FLOPs (the table's
 MACs x 2 x batch x passes) over a matmul rate measured on the same device, in the proxy's
@@ -39,12 +40,18 @@ from experiments.plots import save_figure
 from jnas import proxies
 from jnas.data import load_cifar10_subset
 from jnas.nets import NB201Network, arch_cost, cost_tables
-from jnas.nets.conv import CONV_GRADS
+from jnas.nets.conv import CONV_GRADS, CONV_LIBRARIES
 from jnas.spaces import nb201 as space
 
-# (mode, select, conv_grads); None: the proxy's default conv_grads on this backend.
-COMBOS = (("loop", "switch", "xla"), ("loop", "switch", None), ("map", "switch", None), ("loop", "mask", None), ("vmap", "mask", None))
-BASELINE = ("loop", "switch", "xla")
+# (mode, select, conv_grads, conv_library); None: the proxy's default on this backend.
+COMBOS = (
+    ("loop", "switch", "xla", "ynnpack"),
+    ("loop", "switch", None, None),
+    ("map", "switch", None, None),
+    ("loop", "mask", None, None),
+    ("vmap", "mask", None, None),
+)
+BASELINE = ("loop", "switch", "xla", "ynnpack")
 # Network passes per score, counting a backward pass as 2 forwards when it produces
 # weight gradients and 1 when it stops at the input/activations.
 # Proxies whose network runs in float64 (naswot only takes its log-determinant in float64).
@@ -56,7 +63,7 @@ PASSES = {"naswot": 1, "jacob_cov": 2, "jacob_perclass": 2, "fisher": 2, "synflo
 class Config:
     proxies: str = dataclasses.field(default="naswot,jacob_cov,synflow", metadata={"help": "comma list or 'all'"})
     sizes: str = dataclasses.field(default="16,64", metadata={"help": "numbers of architectures N"})
-    combos: str = dataclasses.field(default="all", metadata={"help": "e.g. 'loop/switch/xla,map/switch' (conv_grads optional) or 'all'"})
+    combos: str = dataclasses.field(default="all", metadata={"help": "e.g. 'loop/switch/xla/ynnpack,map/switch' (conv_grads, conv_library optional) or 'all'"})
     chunk: int = dataclasses.field(default=16, metadata={"help": "architectures per jitted call (map/vmap)"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/bench_proxies", metadata={"help": "output folder"})
@@ -108,12 +115,13 @@ def conv_gflops(batch: int = 64, side: int = 32, channels: int = 16, reps: int =
     return _rate(conv, (x, w), 2 * batch * side * side * channels * channels * 9, reps)
 
 
-def time_scores(proxy, archs, batch, key, mode, select, conv_grads, chunk) -> tuple[float, float]:
+def time_scores(proxy, archs, batch, key, mode, select, conv_grads, conv_library, chunk) -> tuple[float, float]:
     """(seconds of the first call, seconds of a second identical call)."""
     times = []
     for _ in range(2):
         t = time.perf_counter()
         proxies.score(proxy.name, archs, batch, key, mode=mode, select=select, conv_grads=conv_grads,
+                      conv_library=conv_library,
                       chunk=min(chunk, len(archs)), progress=False)
         times.append(time.perf_counter() - t)
     return times[0], times[1]
@@ -124,26 +132,30 @@ def parse_combos(spec: str):
         return COMBOS
     combos = []
     for item in spec.split(","):
-        mode, select, *rest = item.strip().split("/") + [""]
-        conv = rest[0] or None
-        if mode not in proxies.MODES or select not in proxies.SELECTS or len(rest) > 2 or conv not in (None, *CONV_GRADS):
+        parts = item.strip().split("/")
+        mode, select, conv, library = (parts + ["", "", ""])[:4]
+        conv, library = conv or None, library or None
+        if (len(parts) not in (2, 3, 4) or mode not in proxies.MODES or select not in proxies.SELECTS
+                or conv not in (None, *CONV_GRADS) or library not in (None, *CONV_LIBRARIES)):
             raise ValueError(
-                f"bad combo {item!r}; use mode/select[/conv_grads] with mode in {list(proxies.MODES)}, select in "
-                f"{list(proxies.SELECTS)} and conv_grads in {list(CONV_GRADS)}"
+                f"bad combo {item!r}; use mode/select[/conv_grads[/conv_library]] with mode in {list(proxies.MODES)}, "
+                f"select in {list(proxies.SELECTS)}, conv_grads in {list(CONV_GRADS)} and conv_library in "
+                f"{list(CONV_LIBRARIES)}"
             )
-        combos.append((mode, select, conv))
+        combos.append((mode, select, conv, library))
     return tuple(combos)
 
 
-def resolve(combos, proxy) -> list[tuple[str, str, str]]:
-    """``combos`` with the proxy's default conv_grads filled in, duplicates and combinations
-    the proxy cannot run (explicit gradients for a forward-mode proxy) dropped."""
+def resolve(combos, proxy) -> list[tuple[str, str, str, str]]:
+    """``combos`` with the proxy's default conv_grads and conv_library filled in, duplicates
+    and combinations the proxy cannot run (explicit gradients for a forward-mode proxy) dropped."""
     out = []
-    for mode, select, conv in combos:
+    for mode, select, conv, library in combos:
         conv = proxies.default_conv_grads(proxy) if conv is None else conv
-        if (conv == "explicit" and not proxy.reverse_only) or (mode, select, conv) in out:
+        library = proxies.default_conv_library(proxy) if library is None else library
+        if (conv == "explicit" and not proxy.reverse_only) or (mode, select, conv, library) in out:
             continue
-        out.append((mode, select, conv))
+        out.append((mode, select, conv, library))
     return out
 
 
@@ -164,16 +176,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
           f"{gflops['float64']:.0f} float64; one stage-1 3x3 conv alone {conv_rate:.0f} GFLOP/s float32")
     rows = []
     jobs = [(n, s, c) for n in names for s in sizes for c in resolve(combos, proxies.get(n))]
-    for name, n, (mode, select, conv) in tqdm(jobs, desc="bench", unit="run"):
+    for name, n, (mode, select, conv, library) in tqdm(jobs, desc="bench", unit="run"):
         proxy = proxies.get(name)
         b = proxy.batch_size or 1
         batch = (x[:b], y[:b])
         archs = space.sample(jax.random.fold_in(key, n), n)
-        first, steady = time_scores(proxy, archs, batch, key, mode, select, conv, cfg.chunk)
+        first, steady = time_scores(proxy, archs, batch, key, mode, select, conv, library, cfg.chunk)
         rate = gflops[network_dtype(name)]
         bound_s = flop_bound_s(name, archs, b, costs, rate)
         rows.append(
-            dict(proxy=name, n=n, mode=mode, select=select, conv_grads=conv, archs_per_s=n / steady, compile_s=max(first - steady, 0.0),
+            dict(proxy=name, n=n, mode=mode, select=select, conv_grads=conv, conv_library=library, archs_per_s=n / steady, compile_s=max(first - steady, 0.0),
                  steady_s=steady, flop_bound_s=bound_s, fraction_of_bound=bound_s / steady if name in PASSES else None,
                  backend=backend, device=device, matmul_gflops=rate, matmul_gflops_by_dtype=gflops, conv_gflops=conv_rate)
         )
@@ -185,16 +197,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     return rows
 
 
-def _combo(row: dict) -> tuple[str, str, str]:
-    return row["mode"], row["select"], row.get("conv_grads", "xla")
+def _combo(row: dict) -> tuple[str, str, str, str]:
+    return row["mode"], row["select"], row.get("conv_grads", "xla"), row.get("conv_library", "ynnpack")
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'proxy':<15}{'N':>5}  {'mode/select/conv':<22}{'archs/s':>9}{'compile s':>11}{'x loop':>8}{'of bound':>10}")
+    print(f"{'proxy':<15}{'N':>5}  {'mode/select/conv/library':<30}{'archs/s':>9}{'compile s':>11}{'x loop':>8}{'of bound':>10}")
     for r in rows:
         sp = f"{r['speedup_vs_loop']:.2f}" if r["speedup_vs_loop"] else "-"
         fb = f"{r['fraction_of_bound']:.2f}" if r["fraction_of_bound"] is not None else "-"
-        print(f"{r['proxy']:<15}{r['n']:>5}  {'/'.join(_combo(r)):<22}{r['archs_per_s']:>9.2f}{r['compile_s']:>11.1f}{sp:>8}{fb:>10}")
+        print(f"{r['proxy']:<15}{r['n']:>5}  {'/'.join(_combo(r)):<30}{r['archs_per_s']:>9.2f}{r['compile_s']:>11.1f}{sp:>8}{fb:>10}")
 
 
 def plot(rows: list[dict], path) -> None:

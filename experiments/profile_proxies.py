@@ -62,6 +62,7 @@ class Config:
     mode: str = dataclasses.field(default="", metadata={"help": "map, loop or vmap ('' = backend default)"})
     select: str = dataclasses.field(default="", metadata={"help": "switch or mask ('' = default)"})
     conv_grads: str = dataclasses.field(default="", metadata={"help": "xla or explicit ('' = default)"})
+    conv_library: str = dataclasses.field(default="", metadata={"help": "ynnpack or eigen ('' = default)"})
     chunk: int = dataclasses.field(default=16, metadata={"help": "architectures per jitted call (map/vmap)"})
     C: int = dataclasses.field(default=16, metadata={"help": "channels of the first stage (16: the benchmark's)"})
     N: int = dataclasses.field(default=5, metadata={"help": "cells per stage (5: the benchmark's)"})
@@ -197,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     net = NB201Network(C=cfg.C, N=cfg.N)
     costs = cost_tables(net)
     key = jax.random.key(cfg.seed)
-    kw = dict(mode=cfg.mode or None, select=cfg.select or None, conv_grads=cfg.conv_grads or None, chunk=min(cfg.chunk, cfg.n))
+    kw = dict(mode=cfg.mode or None, select=cfg.select or None, conv_grads=cfg.conv_grads or None,
+              conv_library=cfg.conv_library or None, chunk=min(cfg.chunk, cfg.n))
     rates: dict[str, float] = {}
     records, op_rows = [], []
     for name in tqdm(names, desc="profile", unit="proxy"):

@@ -27,11 +27,20 @@ faster, so only float64 on CPU takes the rewrite.
 Both choices run a plain unpadded 1x1 convolution on CPU as a matmul over channels
 (``dot_general``): XLA:CPU's convolution is 2-2.5x slower for NB201's 1x1 shapes at batch 128
 (1.47 vs 0.59 ms at 16 x 16 x 32, 0.86 vs 0.42 ms at 8 x 8 x 64; equal at 32 x 32 x 16).
+
+Which library runs the convolutions on CPU is a compile option (:func:`compiler_options`),
+not a choice of this module's functions: ``"ynnpack"`` is XLA:CPU's default in jaxlib 0.10.2
+(YNNPACK runs every convolution, dot and reduction it can); ``"eigen"`` keeps YNNPACK for
+dots and reductions and leaves convolutions to XLA's own Eigen kernels. At batch 128,
+float32, 3x3: 95 vs 177 GFLOP/s at 16 x 16 x 32 channels, 106 vs 166 at 8 x 8 x 64, equal at
+32 x 32 x 16; but the written-out kernel-gradient convolutions and synflow's one-image
+float64 ones run slower in Eigen, so which library wins depends on the proxy
+(:func:`jnas.proxies.scoring.default_conv_library`).
 """
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +48,11 @@ from jax import lax
 from jaxtyping import Array, Float
 
 CONV_GRADS = ("xla", "explicit")
+CONV_LIBRARIES = ("ynnpack", "eigen")
+# XLA:CPU's YNNPACK fusions in jaxlib 0.10.2 are {individual dots, reductions, individual
+# convolutions}; "eigen" keeps the first two.
+_YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+_YNN_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
 NHWC = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
 
@@ -151,3 +165,29 @@ def conv_fn(conv_grads: str):
     if conv_grads not in CONV_GRADS:
         raise ValueError(f"unknown conv_grads {conv_grads!r}; valid choices are {list(CONV_GRADS)}")
     return conv_general_dilated if conv_grads == "explicit" else lax_conv
+
+
+def compiler_options(conv_library: str, backend: str | None = None) -> dict[str, str] | None:
+    """XLA compiler options (for ``jax.jit(..., compiler_options=...)``) that run the CPU
+    convolutions in ``conv_library``; None (XLA's defaults) for ``"ynnpack"`` and off CPU.
+
+    Raises:
+      ValueError: unknown ``conv_library``.
+    """
+    if conv_library not in CONV_LIBRARIES:
+        raise ValueError(f"unknown conv_library {conv_library!r}; valid choices are {list(CONV_LIBRARIES)}")
+    backend = jax.default_backend() if backend is None else backend
+    if conv_library == "ynnpack" or backend != "cpu" or not _ynn_option_known():
+        return None
+    return {_YNN_OPTION: _YNN_WITHOUT_CONVOLUTIONS}
+
+
+@cache
+def _ynn_option_known() -> bool:
+    """Whether this jaxlib accepts the YNNPACK fusion option (older ones have no YNNPACK:
+    their convolutions are XLA's own already)."""
+    try:
+        jax.jit(lambda v: v + 1, compiler_options={_YNN_OPTION: _YNN_WITHOUT_CONVOLUTIONS}).lower(1.0).compile()
+    except Exception:  # XlaRuntimeError / ValueError, depending on the version
+        return False
+    return True

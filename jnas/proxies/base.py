@@ -27,6 +27,8 @@ class Proxy(NamedTuple):
       reverse_only: differentiates the network in reverse mode only (no ``jax.jvp``), so
         its convolutions may use written-out gradients (:mod:`jnas.nets.conv`), which
         :func:`jnas.proxies.scoring.score` does on CPU.
+      cpu_conv_library: the library that ran its convolutions fastest on CPU (``"ynnpack"``,
+        XLA's default, or ``"eigen"``; see :mod:`jnas.nets.conv`), measured by scoring.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Proxy(NamedTuple):
     higher_is_better: bool = True
     weight_grads: bool = False
     reverse_only: bool = False
+    cpu_conv_library: str = "ynnpack"
 
 
 def forward(net: nn.Module, variables: dict, x: Array, arch: Array, train: bool = True) -> Any:

@@ -20,4 +20,4 @@ def jacob_cov(net, variables, arch, x, y):
     return -jnp.sum(jnp.log(v + K) + 1.0 / (v + K))
 
 
-PROXY = Proxy("jacob_cov", jacob_cov, batch_size=64, reverse_only=True)
+PROXY = Proxy("jacob_cov", jacob_cov, batch_size=64, reverse_only=True, cpu_conv_library="eigen")

@@ -21,4 +21,4 @@ def naswot(net, variables, arch, x, y):
     return jnp.linalg.slogdet(kernel.astype(dtype))[1]
 
 
-PROXY = Proxy("naswot", naswot, configure=lambda net: net.clone(codes=True), batch_size=128, float64=True)
+PROXY = Proxy("naswot", naswot, configure=lambda net: net.clone(codes=True), batch_size=128, float64=True, cpu_conv_library="eigen")

@@ -40,15 +40,24 @@ control flow than in straight-line code; on GPU, ``vmap`` + ``mask``.
 * ``"xla"`` -- JAX's own; the default elsewhere (GPU, and synflow and grasp, which use
   ``jax.jvp``).
 
+``conv_library`` -- which library runs the convolutions on CPU, a compile option of the
+scoring jits (:func:`jnas.nets.conv.compiler_options`):
+
+* ``"ynnpack"`` -- XLA:CPU's default;
+* ``"eigen"`` -- XLA's own Eigen convolutions (YNNPACK keeps dots and reductions). The
+  default on CPU for proxies with ``cpu_conv_library="eigen"``: naswot and jacob_cov, whose
+  stage-2/3 forward convolutions run ~1.7x faster there; proxies that also differentiate
+  with respect to kernels, and synflow's one-image float64 network, ran slower in Eigen.
+
 Either way a score depends only on ``(architecture, key, batch, init)``, never on which
-other architectures share a chunk or on the mode (``conv_grads`` changes float rounding
-only).
+other architectures share a chunk or on the mode (``conv_grads`` and ``conv_library``
+change float rounding only).
 """
 
 from __future__ import annotations
 
 import contextlib
-from functools import partial
+from functools import cache, partial
 from typing import Callable, Iterator, NamedTuple
 
 import flax.linen as nn
@@ -57,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jnas.nets.conv import CONV_GRADS
+from jnas.nets.conv import CONV_GRADS, CONV_LIBRARIES, compiler_options
 from jnas.nets.nb201 import NB201Network
 from jnas.proxies.base import Proxy
 from jnas.spaces import nb201 as space
@@ -71,6 +80,12 @@ def default_conv_grads(proxy: Proxy, backend: str | None = None) -> str:
     """``"explicit"`` for reverse-mode proxies on CPU, else ``"xla"`` (see module docstring)."""
     backend = jax.default_backend() if backend is None else backend
     return "explicit" if backend == "cpu" and proxy.reverse_only else "xla"
+
+
+def default_conv_library(proxy: Proxy, backend: str | None = None) -> str:
+    """``proxy.cpu_conv_library`` on CPU; ``"ynnpack"`` (no compile options) elsewhere."""
+    backend = jax.default_backend() if backend is None else backend
+    return proxy.cpu_conv_library if backend == "cpu" else "ynnpack"
 
 
 def default_mode(proxy: Proxy, backend: str | None = None) -> tuple[str, str]:
@@ -88,9 +103,7 @@ def _init(net: nn.Module, key, x, arch):
     return net.init(key, x, arch)
 
 
-@partial(jax.jit, static_argnames=("proxy", "net"))
-def score_one(proxy: Proxy, net: nn.Module, variables, arch, x, y):
-    """One architecture; the unit the ``"loop"`` mode repeats."""
+def _one(proxy: Proxy, net: nn.Module, variables, arch, x, y):
     return proxy.fn(net, variables, arch, x, y)
 
 
@@ -99,19 +112,28 @@ def _variables(net: nn.Module, variables, key, a, x):
     return net.init(jax.random.fold_in(key, space.to_index(a)), x, a) if variables is None else variables
 
 
-@partial(jax.jit, static_argnames=("proxy", "net"))
-def _score_one_own(proxy: Proxy, net: nn.Module, key, arch, x, y):
+def _one_own(proxy: Proxy, net: nn.Module, key, arch, x, y):
     return proxy.fn(net, _variables(net, None, key, arch, x), arch, x, y)
 
 
-@partial(jax.jit, static_argnames=("proxy", "net"))
-def _score_map(proxy: Proxy, net: nn.Module, variables, key, archs, x, y):
+def _map(proxy: Proxy, net: nn.Module, variables, key, archs, x, y):
     return jax.lax.map(lambda a: proxy.fn(net, _variables(net, variables, key, a, x), a, x, y), archs)
 
 
-@partial(jax.jit, static_argnames=("proxy", "net"))
-def _score_vmap(proxy: Proxy, net: nn.Module, variables, key, archs, x, y):
+def _vmap(proxy: Proxy, net: nn.Module, variables, key, archs, x, y):
     return jax.vmap(lambda a: proxy.fn(net, _variables(net, variables, key, a, x), a, x, y))(archs)
+
+
+@cache
+def _jit(fn: Callable, conv_library: str) -> Callable:
+    """``fn`` jitted with ``proxy`` and ``net`` static, its CPU convolutions in ``conv_library``."""
+    return jax.jit(fn, static_argnames=("proxy", "net"), compiler_options=compiler_options(conv_library))
+
+
+@partial(jax.jit, static_argnames=("proxy", "net"))
+def score_one(proxy: Proxy, net: nn.Module, variables, arch, x, y):
+    """One architecture with XLA's default compile options; the unit the ``"loop"`` mode repeats."""
+    return _one(proxy, net, variables, arch, x, y)
 
 
 def prepare(proxy: Proxy, net: nn.Module, select: str, key, x, arch0, conv_grads: str = "xla"):
@@ -165,6 +187,7 @@ def calls(
     chunk: int = 16,
     init: str = "shared",
     conv_grads: str | None = None,
+    conv_library: str | None = None,
 ) -> Iterator[Call]:
     """The jitted calls that :func:`score` makes, in order, after validating its arguments
     (same arguments; run them under :func:`precision`). Exposed so that tools such as
@@ -183,6 +206,9 @@ def calls(
         raise ValueError(f"unknown conv_grads {conv_grads!r}; valid choices are {list(CONV_GRADS)}")
     if conv_grads == "explicit" and not proxy.reverse_only:
         raise ValueError(f"proxy {proxy.name!r} uses forward-mode differentiation; conv_grads='explicit' supports reverse mode only")
+    conv_library = default_conv_library(proxy) if conv_library is None else conv_library
+    if conv_library not in CONV_LIBRARIES:
+        raise ValueError(f"unknown conv_library {conv_library!r}; valid choices are {list(CONV_LIBRARIES)}")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     archs = space.check_batch(archs)
@@ -198,13 +224,13 @@ def calls(
         if mode == "loop":
             for a in part:
                 if variables is None:
-                    yield Call(_score_one_own, (proxy, net), (key, a, x, y), 1)
+                    yield Call(_jit(_one_own, conv_library), (proxy, net), (key, a, x, y), 1)
                 else:
-                    yield Call(score_one, (proxy, net), (variables, a, x, y), 1)
+                    yield Call(_jit(_one, conv_library), (proxy, net), (variables, a, x, y), 1)
         else:
             pad = chunk - part.shape[0]  # keep one compiled shape for the last chunk
             padded = jnp.concatenate([part, jnp.repeat(part[:1], pad, 0)]) if pad else part
-            fn = _score_map if mode == "map" else _score_vmap
+            fn = _jit(_map if mode == "map" else _vmap, conv_library)
             yield Call(fn, (proxy, net), (variables, key, padded, x, y), part.shape[0])
 
 
@@ -220,6 +246,7 @@ def score(
     chunk: int = 16,
     init: str = "shared",
     conv_grads: str | None = None,
+    conv_library: str | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Proxy scores of a batch of NB201 architectures.
@@ -236,15 +263,17 @@ def score(
       chunk: architectures per jitted call (bounds memory; progress granularity).
       init: ``"shared"`` (one initialisation) or ``"per_arch"`` (one per architecture).
       conv_grads: ``"xla"`` or ``"explicit"``; default from :func:`default_conv_grads`.
+      conv_library: ``"ynnpack"`` or ``"eigen"`` (CPU only); default from
+        :func:`default_conv_library`.
       progress: show a tqdm bar.
     Returns:
       float64 numpy array ``(n,)``.
     Raises:
-      ValueError: bad mode, init, conv_grads, chunk, architectures or batch shapes.
+      ValueError: bad mode, init, conv_grads, conv_library, chunk, architectures or batch shapes.
     """
     n = space.check_batch(archs).shape[0]
     out, pending = [], []  # pending: dispatched, not yet fetched (a chunk's worth at most)
-    kw = dict(net=net, mode=mode, select=select, chunk=chunk, init=init, conv_grads=conv_grads)
+    kw = dict(net=net, mode=mode, select=select, chunk=chunk, init=init, conv_grads=conv_grads, conv_library=conv_library)
     with precision(proxy), tqdm(total=n, desc=proxy.name, unit="arch", disable=not progress, leave=False) as bar:
 
         def fetch():

@@ -1,5 +1,7 @@
 """Convolutions with written-out gradients (jnas.nets.conv) against JAX autodiff."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 from jax import lax
 
 from jnas.nets import NB201Network
-from jnas.nets.conv import NHWC, conv_fn, conv_general_dilated
+from jnas.nets.conv import NHWC, compiler_options, conv_fn, conv_general_dilated
 
 
 @pytest.fixture
@@ -109,3 +111,36 @@ def test_lax_conv_row_form_equals_lax(x64, key, kshape, padding):
     tangents = (jax.random.normal(kt, x.shape, jnp.float64), k)
     np.testing.assert_allclose(jax.jvp(mine, (x, k), tangents)[1], jax.jvp(theirs, (x, k), tangents)[1], rtol=1e-10, atol=1e-12)
     assert conv_fn("xla") is lax_conv
+
+
+def _ynn_fused_convolutions(hlo: str) -> int:
+    """Convolutions that the compiled module runs inside a YNNPACK fusion."""
+    fused = {m.group(1) for m in re.finditer(r"calls=%?([\w.\-]+).*__ynn_fusion", hlo)}
+    count, current = 0, None
+    for line in hlo.splitlines():
+        head = re.match(r"\s*%?([\w.\-]+)\s.*\{\s*$", line)
+        if head and not line.startswith(" "):
+            current = head.group(1)
+        elif current in fused and " convolution(" in line:
+            count += 1
+    return count
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU compile option")
+def test_eigen_library_takes_convolutions_out_of_ynnpack(key):
+    """conv_library="eigen" compiles a 3x3 convolution outside YNNPACK, to the same values."""
+    x = jax.random.normal(key, (2, 16, 16, 32))  # small shapes stay outside YNNPACK anyway
+    k = jax.random.normal(jax.random.fold_in(key, 1), (3, 3, 32, 32))
+
+    def f(x, k):
+        return _lax(x, k, (1, 1), ((1, 1), (1, 1)))
+
+    options = compiler_options("eigen")
+    if options is not None:  # this jaxlib has YNNPACK: by default it runs the convolution
+        assert _ynn_fused_convolutions(jax.jit(f).lower(x, k).compile().as_text()) >= 1
+    eigen = jax.jit(f, compiler_options=options)
+    assert _ynn_fused_convolutions(eigen.lower(x, k).compile().as_text()) == 0
+    np.testing.assert_allclose(eigen(x, k), jax.jit(f)(x, k), rtol=1e-4, atol=1e-4)
+    assert compiler_options("ynnpack") is None and compiler_options("eigen", backend="gpu") is None
+    with pytest.raises(ValueError, match=r"unknown conv_library 'mkl'; valid choices are \['ynnpack', 'eigen'\]"):
+        compiler_options("mkl")

@@ -28,6 +28,9 @@ def _check_modes(name, small, combos):
     for mode, select in combos:
         got = proxies.score(name, archs, batch, key, net=net, mode=mode, select=select, chunk=2, progress=False)
         np.testing.assert_allclose(got, reference, rtol=2e-4, atol=1e-5, err_msg=f"{name} {mode}/{select}")
+    for library in ("ynnpack", "eigen"):  # the CPU convolution library changes float rounding only
+        got = proxies.score(name, archs, batch, key, net=net, mode="map", select="switch", conv_library=library, chunk=2, progress=False)
+        np.testing.assert_allclose(got, reference, rtol=2e-4, atol=1e-5, err_msg=f"{name} map/switch {library}")
     if proxies.get(name).reverse_only:  # JAX's own conv gradients, against the written-out ones
         for mode in ("loop", "map"):
             got = proxies.score(name, archs, batch, key, net=net, mode=mode, select="switch", conv_grads="xla", chunk=2, progress=False)
@@ -73,6 +76,9 @@ def test_default_mode_per_backend():
     assert proxies.default_conv_grads(proxies.get("jacob_cov"), "gpu") == "xla"
     for name in ("synflow", "grasp", "naswot"):
         assert proxies.default_conv_grads(proxies.get(name), "cpu") == "xla"
+    assert proxies.default_conv_library(proxies.get("naswot"), "cpu") == "eigen"
+    assert proxies.default_conv_library(proxies.get("naswot"), "gpu") == "ynnpack"
+    assert proxies.default_conv_library(proxies.get("synflow"), "cpu") == "ynnpack"
 
 
 def test_bad_input_errors(small):
@@ -96,6 +102,8 @@ def test_bad_input_errors(small):
         proxies.score("naswot", archs, (x, y), key, net=net, init="random")
     with pytest.raises(ValueError, match="unknown conv_grads 'fast'"):
         proxies.score("fisher", archs, (x, y), key, net=net, conv_grads="fast")
+    with pytest.raises(ValueError, match=r"unknown conv_library 'mkl'; valid choices are \['ynnpack', 'eigen'\]"):
+        proxies.score("naswot", archs, (x, y), key, net=net, conv_library="mkl")
     with pytest.raises(ValueError, match="'synflow' uses forward-mode"):
         proxies.score("synflow", archs, (x, y), key, net=net, conv_grads="explicit")
     with pytest.raises(ValueError, match="chunk must be a positive int"):
