@@ -33,9 +33,8 @@ not a choice of this module's functions: ``"ynnpack"`` is XLA:CPU's default in j
 (YNNPACK runs every convolution, dot and reduction it can); ``"eigen"`` keeps YNNPACK for
 dots and reductions and leaves convolutions to XLA's own Eigen kernels. At batch 128,
 float32, 3x3: 95 vs 177 GFLOP/s at 16 x 16 x 32 channels, 106 vs 166 at 8 x 8 x 64, equal at
-32 x 32 x 16; but the written-out kernel-gradient convolutions and synflow's one-image
-float64 ones run slower in Eigen, so which library wins depends on the proxy
-(:func:`jnas.proxies.scoring.default_conv_library`).
+32 x 32 x 16; but synflow's network (one image, float64) scored 4x slower in Eigen, so
+which library wins depends on the proxy (:func:`jnas.proxies.scoring.default_conv_library`).
 """
 
 from __future__ import annotations

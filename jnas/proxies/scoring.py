@@ -46,8 +46,9 @@ scoring jits (:func:`jnas.nets.conv.compiler_options`):
 * ``"ynnpack"`` -- XLA:CPU's default;
 * ``"eigen"`` -- XLA's own Eigen convolutions (YNNPACK keeps dots and reductions). The
   default on CPU for proxies with ``cpu_conv_library="eigen"``: naswot and jacob_cov, whose
-  stage-2/3 forward convolutions run ~1.7x faster there; proxies that also differentiate
-  with respect to kernels, and synflow's one-image float64 network, ran slower in Eigen.
+  stage-2/3 forward convolutions run ~1.7x faster there. synflow's one-image float64
+  network scored 4x slower in Eigen; fisher and jacob_perclass gained nothing beyond noise,
+  and the kernel-gradient proxies (snip, grad_norm, grasp) were not measured cleanly.
 
 Either way a score depends only on ``(architecture, key, batch, init)``, never on which
 other architectures share a chunk or on the mode (``conv_grads`` and ``conv_library``
