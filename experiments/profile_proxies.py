@@ -9,12 +9,16 @@ op its own time (its span minus the ops nested in it, e.g. the body of a ``lax.s
 branch). Ops are grouped by what the optimised HLO says they compute: ``convolution``,
 ``matmul`` (dots: NASWOT's kernel, and the 1x1 convolutions, which run as matmuls on CPU),
 ``fused elementwise/reduce`` (BatchNorm, ReLU, pooling, node sums), ``copy/layout``,
-``control flow`` and ``other``.
+``control flow`` and ``other``; ``untraced`` is the rest of the wall time, outside any traced
+op. It is mostly convolutions when they run in XLA's Eigen kernels (``conv_library="eigen"``,
+the CPU default for naswot and jacob_cov): those run asynchronously on Eigen's thread pool and
+the trace holds only their launch. Shares are of traced op time plus untraced time.
 
 The fraction of the FLOP bound is the one ``experiments.bench_proxies`` reports (the
 table's MACs x 2 x batch x passes over a measured matmul rate). ``ceiling`` divides it by the
-share of time in convolutions and matmuls: the fraction the proxy would reach if every other
-op took no time at all, with the convolutions and matmuls as fast as they run now.
+share of time in convolutions, matmuls and untraced time (charged as convolution time, see
+above): the fraction the proxy would reach if every other op took no time at all, with the
+convolutions and matmuls as fast as they run now.
 
 Writes ``profile.json`` (one record per proxy, written as each finishes), ``ops.csv`` (the
 ops with the most time) and ``profile.png`` (time shares per proxy). About 3 minutes on a
@@ -49,7 +53,7 @@ from jnas.nets import NB201Network, cost_tables
 from jnas.proxies import scoring
 from jnas.spaces import nb201 as space
 
-CATEGORIES = ("convolution", "matmul", "fused elementwise/reduce", "copy/layout", "control flow", "other")
+CATEGORIES = ("convolution", "matmul", "fused elementwise/reduce", "copy/layout", "control flow", "other", "untraced")
 _OPCODE = {"convolution": "convolution", "dot": "matmul", "copy": "copy/layout", "transpose": "copy/layout",
            "conditional": "control flow", "while": "control flow", "call": "control flow"}
 _CALLED = re.compile(r"(?:calls|to_apply|body|condition)=%?([\w.\-]+)|branch_computations=\{([^}]*)\}")
@@ -216,8 +220,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         seconds = {c: 0.0 for c in CATEGORIES}
         for op, t in ops.items():
             seconds[cats.get(op, "other")] += t
-        shares = {c: s / traced for c, s in seconds.items()} if traced else dict.fromkeys(CATEGORIES, 0.0)
-        heavy = shares["convolution"] + shares["matmul"]
+        seconds["untraced"] = max(wall - traced, 0.0)
+        total = traced + seconds["untraced"]
+        shares = {c: s / total for c, s in seconds.items()} if total else dict.fromkeys(CATEGORIES, 0.0)
+        heavy = shares["convolution"] + shares["matmul"] + shares["untraced"]
         fraction = bound / wall if name in PASSES else None
         records.append(dict(
             proxy=name, n=cfg.n, **{k: v for k, v in kw.items() if k != "chunk"}, chunk=kw["chunk"], batch=b,
@@ -239,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 def print_table(records: list[dict]) -> None:
     short = {"convolution": "conv", "matmul": "matmul", "fused elementwise/reduce": "elementwise",
-             "copy/layout": "copy", "control flow": "control", "other": "other"}
+             "copy/layout": "copy", "control flow": "control", "other": "other", "untraced": "untraced"}
     print(f"{'proxy':<15}{'wall s':>8}" + "".join(f"{short[c]:>12}" for c in CATEGORIES) + f"{'of bound':>10}{'ceiling':>9}")
     for r in records:
         fb = f"{r['fraction_of_bound']:.3f}" if r["fraction_of_bound"] is not None else "-"
@@ -254,7 +260,7 @@ def plot(records: list[dict], path) -> None:
         vals = [r["shares"][c] for r in records]
         ax.bar([r["proxy"] for r in records], vals, bottom=bottom, label=c)
         bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set_ylabel("share of traced op time")
+    ax.set_ylabel("share of traced op time + untraced time")
     ax.set_title(f"where the time goes ({records[0]['backend']})")
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     save_figure(fig, path)

@@ -79,42 +79,53 @@ class Edge(nn.Module):
         self.nor_conv_1x1 = ReLUConvBN(self.features // self.partial, 1, **kw)
         self.nor_conv_3x3 = ReLUConvBN(self.features // self.partial, 3, **kw)
 
-    def __call__(self, x: Array, op: Array, train: bool, drop_rate: Array | float = 0.0) -> Array:
+    def __call__(
+        self, x: Array, op: Array, train: bool, drop_rate: Array | float = 0.0, acc: Array | None = None
+    ) -> Array:
+        """The op's output on ``x``, plus ``acc`` (the node's sum so far) when given."""
         if self.partial > 1:
             # PC-DARTS: the ops see the first C/K channels; the rest bypass them.
             cp = x.shape[-1] // self.partial
-            y = self._ops(x[..., :cp], op, train, drop_rate)
-            return channel_shuffle(jnp.concatenate([y, x[..., cp:]], axis=-1), self.partial)
-        return self._ops(x, op, train, drop_rate)
+            y = self._ops(x[..., :cp], op, train, drop_rate, None)
+            y = channel_shuffle(jnp.concatenate([y, x[..., cp:]], axis=-1), self.partial)
+            return y if acc is None else acc + y
+        return self._ops(x, op, train, drop_rate, acc)
 
-    def _ops(self, x: Array, op: Array, train: bool, drop_rate: Array | float) -> Array:
-        def none(m, x):
-            return jnp.zeros_like(x)
+    def _ops(self, x: Array, op: Array, train: bool, drop_rate: Array | float, acc: Array | None) -> Array:
+        # Under "switch" the node sum is taken inside the branch (``plus``), where XLA fuses
+        # the add into the op's last elementwise loop instead of a separate pass over the node.
+        def plus(y, acc):
+            return y if acc is None else acc + y
 
-        def skip(m, x):
+        def none(m, x, acc):
+            return jnp.zeros_like(x) if acc is None else acc
+
+        def skip(m, x, acc):
             if m.skip_dropout:  # P-DARTS: inverted dropout after skip-connect; rate 0 is identity
                 keep = jax.random.bernoulli(m.make_rng("dropout"), 1.0 - drop_rate, x.shape)
-                return jnp.where(keep, x / (1.0 - drop_rate), 0.0).astype(x.dtype)
-            return x
+                return plus(jnp.where(keep, x / (1.0 - drop_rate), 0.0).astype(x.dtype), acc)
+            return plus(x, acc)
 
-        def conv1(m, x):
-            return m.nor_conv_1x1(x, train)[0]
+        def conv1(m, x, acc):
+            return plus(m.nor_conv_1x1(x, train)[0], acc)
 
-        def conv3(m, x):
-            return m.nor_conv_3x3(x, train)[0]
+        def conv3(m, x, acc):
+            return plus(m.nor_conv_3x3(x, train)[0], acc)
 
-        def pool(m, x):
-            return avg_pool_3x3(x)
+        def pool(m, x, acc):
+            return plus(avg_pool_3x3(x), acc)
 
         branches = (none, skip, conv1, conv3, pool)
         if self.select == "static" and not self.is_initializing():
-            return branches[int(op)](self, x)  # concrete op: trace only the chosen branch
+            return branches[int(op)](self, x, acc)  # concrete op: trace only the chosen branch
         if self.select != "switch" or self.is_initializing():
-            outs = [f(self, x) for f in branches]  # at init: creates every op's variables
+            outs = [f(self, x, None) for f in branches]  # at init: creates every op's variables
         if self.select == "mask":
             w = op if jnp.issubdtype(op.dtype, jnp.floating) else jax.nn.one_hot(op, len(branches), dtype=x.dtype)
-            return sum(w[i] * o for i, o in enumerate(outs))
-        return nn.switch(op, branches, self, x)
+            return plus(sum(w[i] * o for i, o in enumerate(outs)), acc)
+        if acc is None:
+            return nn.switch(op, [lambda m, x, f=f: f(m, x, None) for f in branches], self, x)
+        return nn.switch(op, branches, self, x, acc)
 
 
 class Cell(nn.Module):
@@ -149,8 +160,7 @@ class Cell(nn.Module):
                     self.features, self.select, self.use_bn, self.probes, self.partial, self.skip_dropout,
                     affine=self.affine, conv_grads=self.conv_grads, name=f"edge_{e}",
                 )
-                y = edge(nodes[i], arch[e], train, drop_rate)
-                acc = y if acc is None else acc + y
+                acc = edge(nodes[i], arch[e], train, drop_rate, acc)
             nodes.append(acc)
         return nodes[-1], (self._codes(nodes, arch) if self.codes else jnp.zeros(()))
 

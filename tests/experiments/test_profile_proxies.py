@@ -63,7 +63,9 @@ def test_profile_writes_shares_and_ceiling(tmp_path, data_dir):
     assert (tmp_path / "profile.png").stat().st_size > 0
     assert abs(sum(r["shares"].values()) - 1.0) < 1e-9
     assert r["shares"]["convolution"] > 0 and r["shares"]["matmul"] > 0  # NASWOT's kernel is a matmul
-    heavy = r["shares"]["convolution"] + r["shares"]["matmul"]
+    # Untraced time is the wall time the traced ops do not cover (never negative).
+    assert abs(r["seconds"]["untraced"] - max(r["wall_s"] - r["traced_op_s"], 0.0)) < 1e-12
+    heavy = r["shares"]["convolution"] + r["shares"]["matmul"] + r["shares"]["untraced"]
     assert abs(r["ceiling"] * heavy - r["fraction_of_bound"]) < 1e-12 and r["ceiling"] >= r["fraction_of_bound"]
     assert abs(r["fraction_of_bound"] - r["flop_bound_s"] / r["wall_s"]) < 1e-12
     rows = list(csv.DictReader(open(tmp_path / "ops.csv")))

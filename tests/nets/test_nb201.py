@@ -85,6 +85,23 @@ def test_mask_accepts_mixing_weights(key, tiny_net):
     np.testing.assert_allclose(f(jax.nn.one_hot(a, 5)), f(a.astype(jnp.int32)), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("select", ["switch", "mask", "static"])
+def test_cell_nodes_sum_their_edges_in_closed_form(key, select):
+    # Parameter-free ops give each node in closed form: with edges (skip, none, pool, skip,
+    # none, skip), node1 = x, node2 = 0 + pool(node1), node3 = x + 0 + node2. "none" and
+    # "skip" appear both as a node's first edge and as later ones (summed into the node).
+    from jnas.nets.layers import avg_pool_3x3
+    from jnas.nets.nb201 import Cell
+
+    x = jax.random.normal(key, (2, 6, 6, 4))
+    arch = np.array([1, 0, 4, 1, 0, 1])
+    cell = Cell(4, select)
+    variables = cell.init(key, x, jnp.asarray(arch), True)
+    out = cell.apply(variables, x, arch if select == "static" else jnp.asarray(arch), True, mutable=["batch_stats"])[0][0]
+    p = avg_pool_3x3(x)
+    np.testing.assert_allclose(out, x + p, rtol=1e-6, atol=1e-6)
+
+
 def test_all_none_cell_gives_input_independent_logits(key, tiny_net):
     # No path through any cell: the classifier sees only the residual shortcuts of a zero map.
     x = jax.random.normal(key, (3, 8, 8, 3))
