@@ -113,7 +113,7 @@ class Edge(nn.Module):
             return plus(m.nor_conv_3x3(x, train)[0], acc)
 
         def pool(m, x, acc):
-            return plus(avg_pool_3x3(x), acc)
+            return plus(avg_pool_3x3(x, grads=m.conv_grads), acc)
 
         branches = (none, skip, conv1, conv3, pool)
         if self.select == "static" and not self.is_initializing():
@@ -201,7 +201,7 @@ class ResidualReduction(nn.Module):
         y, kb = ReLUConvBN(self.features, 3, name="conv_b", **kw)(y, train)
         s = nn.avg_pool(x, (2, 2), strides=(2, 2))
         s = nn.Conv(
-            self.features, (1, 1), use_bias=False, kernel_init=torch_kernel_init,
+            self.features, (1, 1), padding=((0, 0), (0, 0)), use_bias=False, kernel_init=torch_kernel_init,
             conv_general_dilated=conv_fn(self.conv_grads), name="shortcut",
         )(s)
         if self.probes:
@@ -224,9 +224,10 @@ class NB201Network(nn.Module):
       skip_dropout: P-DARTS dropout after skip-connect at ``drop_rate`` (rng ``"dropout"``).
       cell_affine: False gives cell ops non-affine BatchNorm and biased convs, the network
         the zero-cost proxies' reference code scores (see module docstring).
-      conv_grads: ``"xla"`` or ``"explicit"``: the backward pass of the stride-1 convs
-        (:mod:`jnas.nets.conv`; ``"explicit"`` is reverse-mode only, much faster on CPU
-        inside ``lax.switch``/``lax.map``).
+      conv_grads: ``"xla"`` or ``"explicit"``: the backward pass of the convs and the cell's
+        average pools (:mod:`jnas.nets.conv`, :func:`jnas.nets.layers.avg_pool_3x3`;
+        ``"explicit"`` is reverse-mode only, much faster on CPU inside
+        ``lax.switch``/``lax.map``).
 
     Returns:
       logits ``(b, num_classes)``, or ``(logits, kernel)`` when ``codes``.

@@ -29,13 +29,17 @@ def _ours(x, k, strides, padding):
 @pytest.mark.parametrize(
     "ksize, padding, strides",
     [(3, ((1, 1), (1, 1)), (1, 1)), (1, ((0, 0), (0, 0)), (1, 1)), (3, ((0, 2), (1, 0)), (1, 1)),
-     (5, ((2, 2), (2, 2)), (1, 1)), (3, ((1, 1), (1, 1)), (2, 2))],
+     (5, ((2, 2), (2, 2)), (1, 1)), (3, ((1, 1), (1, 1)), (2, 2)), (1, ((0, 0), (0, 0)), (2, 2)),
+     (3, ((0, 1), (1, 0)), (2, 2)), (5, ((2, 2), (2, 2)), (2, 2)), (3, ((1, 1), (1, 1)), (2, 1)),
+     (2, ((0, 0), (0, 0)), (3, 2)), (3, ((-1, 2), (2, -1)), (2, 2))],
 )
-def test_gradients_equal_autodiff(x64, key, ksize, padding, strides):
-    # float64, a nonlinear loss so the cotangent is not constant; strides (2, 2) takes the
-    # lax fallback and must agree trivially.
+@pytest.mark.parametrize("size", [(7, 6), (8, 8)])
+def test_gradients_equal_autodiff(x64, key, ksize, padding, strides, size):
+    # float64, a nonlinear loss so the cotangent is not constant. Strided cases take the
+    # phase-decomposed gradients: odd and even sizes, kernels narrower than the stride
+    # (phases no tap reaches), asymmetric and negative padding.
     kx, kk, kc = jax.random.split(key, 3)
-    x = jax.random.normal(kx, (3, 7, 6, 4), jnp.float64)
+    x = jax.random.normal(kx, (3, *size, 4), jnp.float64)
     k = jax.random.normal(kk, (ksize, ksize, 4, 5), jnp.float64)
 
     def loss(conv):
@@ -47,6 +51,21 @@ def test_gradients_equal_autodiff(x64, key, ksize, padding, strides):
     for g, w in zip(got, want):
         assert g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_strided_input_gradient_dilates_nothing(key):
+    # The written-out input gradient of a stride-2 convolution is stride-1 convolutions of g;
+    # autodiff's is a convolution over g with zeros inserted (lhs_dilate), which XLA:CPU runs
+    # 3-5x slower.
+    x = jax.random.normal(key, (2, 8, 8, 4))
+    k = jax.random.normal(key, (3, 3, 4, 4))
+
+    def dilations(conv):
+        f = jax.grad(lambda x: jnp.sum(conv(x, k, (2, 2), ((1, 1), (1, 1))) ** 2))
+        text = jax.jit(f).lower(x).as_text()
+        return [d for d in re.findall(r"lhs_dilate = \[(\d+), (\d+)\]", text) if d != ("1", "1")]
+
+    assert dilations(_lax) == [("2", "2")] and dilations(_ours) == []
 
 
 def test_gradients_inside_switch_and_map(x64, key):

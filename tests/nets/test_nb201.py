@@ -132,6 +132,27 @@ def test_avg_pool_excludes_padding_like_flax(key, stride, size):
     x = jax.random.normal(key, (2, *size, 3))
     ref = nn.avg_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), count_include_pad=False)
     np.testing.assert_allclose(avg_pool_3x3(x, stride), ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(avg_pool_3x3(x, stride, grads="explicit"), ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(7, 8), (5, 5)])
+def test_avg_pool_written_out_gradient_equals_autodiff(key, size):
+    # float64, a nonlinear loss so the cotangent varies over the map; the written-out
+    # backward (box sum of g / counts) against autodiff of flax's pooling.
+    import flax.linen as nn
+
+    from jnas.nets.layers import avg_pool_3x3
+
+    with jax.enable_x64(True):
+        x = jax.random.normal(key, (2, *size, 3), jnp.float64)
+        ref = lambda x: nn.avg_pool(x, (3, 3), padding=((1, 1), (1, 1)), count_include_pad=False)
+        loss = lambda pool: lambda x: jnp.sum(jnp.sin(pool(x)) * jnp.arange(x.size, dtype=x.dtype).reshape(x.shape))
+        got = jax.grad(loss(lambda x: avg_pool_3x3(x, grads="explicit")))(x)
+        np.testing.assert_allclose(got, jax.grad(loss(ref))(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda x: avg_pool_3x3(x, grads="explicit"), (x,), (x,))
+    with pytest.raises(ValueError, match=r"unknown grads 'fast'; valid choices are \['xla', 'explicit'\]"):
+        avg_pool_3x3(x, grads="fast")
 
 
 def test_search_cells_have_biased_convs_and_plain_batchnorm(key):
