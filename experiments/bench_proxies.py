@@ -9,10 +9,14 @@ gradients and XLA's default compile options, the baseline), then ``loop/switch``
 ``map/switch``, ``loop/mask`` and ``vmap/mask`` with the proxy's default ``conv_grads``
 (``explicit`` for reverse-mode proxies on CPU) and ``conv_library`` (see
 :mod:`jnas.nets.conv`; combinations that resolve to the same one are timed once). Reports archs/s
-(steady state, after a warm-up call), compile time (first call minus a steady call), the
-speed-up over the baseline, and the fraction of a FLOP bound: useful FLOPs (the table's
-MACs x 2 x batch x passes) over a matmul rate measured on the same device, in the proxy's
-network's precision (float64 for synflow, float32 otherwise). For scale it also measures one 3x3
+(steady state: the best of ``--repeats`` calls after the first), compile time (first call
+minus the best steady call), the speed-up over the baseline, and the fraction of a FLOP
+bound: useful FLOPs (the table's MACs x 2 x batch x passes) over a matmul rate measured on
+the same device, in the proxy's network's precision (float64 for synflow, float32
+otherwise). The matmul rate is the best of five timings, like the proxies' best of
+``--repeats``, and is measured again just before each row, so that a row is read against
+the machine as it was when the row ran (a shared machine's rates drift over a long run;
+every row records its own rate). For scale it also measures one 3x3
 convolution of the network's first stage (batch 64, 32x32, 16 -> 16 channels) on its own:
 the rate the network's small convolutions reach outside any proxy.
 
@@ -65,6 +69,7 @@ class Config:
     sizes: str = dataclasses.field(default="16,64", metadata={"help": "numbers of architectures N"})
     combos: str = dataclasses.field(default="all", metadata={"help": "e.g. 'loop/switch/xla/ynnpack,map/switch' (conv_grads, conv_library optional) or 'all'"})
     chunk: int = dataclasses.field(default=16, metadata={"help": "architectures per jitted call (map/vmap)"})
+    repeats: int = dataclasses.field(default=2, metadata={"help": "steady calls timed per row (the best counts)"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/bench_proxies", metadata={"help": "output folder"})
     seed: int = 0
@@ -115,16 +120,16 @@ def conv_gflops(batch: int = 64, side: int = 32, channels: int = 16, reps: int =
     return _rate(conv, (x, w), 2 * batch * side * side * channels * channels * 9, reps)
 
 
-def time_scores(proxy, archs, batch, key, mode, select, conv_grads, conv_library, chunk) -> tuple[float, float]:
-    """(seconds of the first call, seconds of a second identical call)."""
+def time_scores(proxy, archs, batch, key, mode, select, conv_grads, conv_library, chunk, repeats: int = 1) -> tuple[float, list[float]]:
+    """(seconds of the first call, seconds of each of ``repeats`` identical calls after it)."""
     times = []
-    for _ in range(2):
+    for _ in range(1 + repeats):
         t = time.perf_counter()
         proxies.score(proxy.name, archs, batch, key, mode=mode, select=select, conv_grads=conv_grads,
                       conv_library=conv_library,
                       chunk=min(chunk, len(archs)), progress=False)
         times.append(time.perf_counter() - t)
-    return times[0], times[1]
+    return times[0], times[1:]
 
 
 def parse_combos(spec: str):
@@ -161,6 +166,8 @@ def resolve(combos, proxy) -> list[tuple[str, str, str, str]]:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = parse(Config, argv, __doc__.split("\n\n")[0])
+    if cfg.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {cfg.repeats}")
     names = proxies.parse_names(cfg.proxies)
     sizes = [int(s) for s in cfg.sizes.split(",")]
     combos = parse_combos(cfg.combos)
@@ -181,13 +188,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         b = proxy.batch_size or 1
         batch = (x[:b], y[:b])
         archs = space.sample(jax.random.fold_in(key, n), n)
-        first, steady = time_scores(proxy, archs, batch, key, mode, select, conv, library, cfg.chunk)
-        rate = gflops[network_dtype(name)]
+        dtype = network_dtype(name)
+        rate = matmul_gflops(dtype=jnp.dtype(dtype).type)  # the machine as it is for this row
+        first, times = time_scores(proxy, archs, batch, key, mode, select, conv, library, cfg.chunk, cfg.repeats)
+        steady = min(times)
         bound_s = flop_bound_s(name, archs, b, costs, rate)
         rows.append(
             dict(proxy=name, n=n, mode=mode, select=select, conv_grads=conv, conv_library=library, archs_per_s=n / steady, compile_s=max(first - steady, 0.0),
-                 steady_s=steady, flop_bound_s=bound_s, fraction_of_bound=bound_s / steady if name in PASSES else None,
-                 backend=backend, device=device, matmul_gflops=rate, matmul_gflops_by_dtype=gflops, conv_gflops=conv_rate)
+                 steady_s=steady, steady_times_s=times, flop_bound_s=bound_s, fraction_of_bound=bound_s / steady if name in PASSES else None,
+                 backend=backend, device=device, matmul_gflops=rate, matmul_gflops_at_start=gflops, conv_gflops=conv_rate)
         )
         base = next((r for r in rows if r["proxy"] == name and r["n"] == n and _combo(r) == BASELINE), None)
         rows[-1]["speedup_vs_loop"] = rows[-1]["archs_per_s"] / base["archs_per_s"] if base else None
@@ -202,11 +211,11 @@ def _combo(row: dict) -> tuple[str, str, str, str]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'proxy':<15}{'N':>5}  {'mode/select/conv/library':<30}{'archs/s':>9}{'compile s':>11}{'x loop':>8}{'of bound':>10}")
+    print(f"{'proxy':<15}{'N':>5}  {'mode/select/conv/library':<30}{'archs/s':>9}{'compile s':>11}{'x loop':>8}{'of bound':>10}{'matmul GFLOP/s':>16}")
     for r in rows:
         sp = f"{r['speedup_vs_loop']:.2f}" if r["speedup_vs_loop"] else "-"
         fb = f"{r['fraction_of_bound']:.2f}" if r["fraction_of_bound"] is not None else "-"
-        print(f"{r['proxy']:<15}{r['n']:>5}  {'/'.join(_combo(r)):<30}{r['archs_per_s']:>9.2f}{r['compile_s']:>11.1f}{sp:>8}{fb:>10}")
+        print(f"{r['proxy']:<15}{r['n']:>5}  {'/'.join(_combo(r)):<30}{r['archs_per_s']:>9.2f}{r['compile_s']:>11.1f}{sp:>8}{fb:>10}{r['matmul_gflops']:>16.0f}")
 
 
 def plot(rows: list[dict], path) -> None:

@@ -6,7 +6,11 @@ import gc
 import os
 from pathlib import Path
 
-import jax
+# The suite runs in several pytest-xdist workers; on a GPU each would otherwise reserve
+# most of its memory at start-up.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
 import pytest
 
 from jnas.nets import NB201Network

@@ -136,6 +136,12 @@ class Cell(nn.Module):
     enters once per such edge: the cell computes it once per node and multiplies by that
     count (and skips it under ``"switch"``/``"static"`` when no conv edge leaves the node),
     instead of once per edge. The counts are exact integers, so the kernel is the same.
+
+    With ``skip_unread`` (``"switch"`` only) an edge into a node that nothing reads (see
+    :func:`read_nodes`) runs the ``none`` op instead of its own: the logits, every gradient
+    and the NASWOT kernel are unchanged (such an op's output never reaches them, so its
+    parameters get zero gradients either way), but the op's BatchNorm statistics are not
+    updated. On NB201 cells drawn uniformly this skips about 8% of the cells' MACs.
     """
 
     features: int
@@ -147,9 +153,14 @@ class Cell(nn.Module):
     skip_dropout: bool = False
     affine: bool = True
     conv_grads: str = "xla"
+    skip_unread: bool = False
 
     @nn.compact
     def __call__(self, x: Array, arch: Array, train: bool, drop_rate: Array | float = 0.0) -> tuple[Array, Array]:
+        ops = arch
+        if self.skip_unread and self.select == "switch" and not self.is_initializing():
+            read = read_nodes(arch, self.codes)
+            ops = jnp.stack([jnp.where(read[j], arch[e], NONE) for e, (_, j) in enumerate(space.EDGES)])
         nodes = [x]
         for j in range(1, space.SPACE.num_nodes):
             acc = None
@@ -160,7 +171,7 @@ class Cell(nn.Module):
                     self.features, self.select, self.use_bn, self.probes, self.partial, self.skip_dropout,
                     affine=self.affine, conv_grads=self.conv_grads, name=f"edge_{e}",
                 )
-                acc = edge(nodes[i], arch[e], train, drop_rate, acc)
+                acc = edge(nodes[i], ops[e], train, drop_rate, acc)
             nodes.append(acc)
         return nodes[-1], (self._codes(nodes, arch) if self.codes else jnp.zeros(()))
 
@@ -182,6 +193,28 @@ class Cell(nn.Module):
                 n = jnp.isin(arch[jnp.asarray(out)], jnp.asarray(convs)).sum().astype(jnp.float32)
                 k = k + jax.lax.cond(n > 0, lambda node: n * relu_kernel(node), lambda node: jnp.zeros((b, b), jnp.float32), node)
         return k
+
+
+NONE = space.OPS.index("none")
+CONVS = (space.OPS.index("nor_conv_1x1"), space.OPS.index("nor_conv_3x3"))
+
+
+def read_nodes(arch: Int[Array, "6"], codes: bool = False) -> list[Array]:
+    """Whether anything reads each cell node: the output node is read, and a node is read
+    when a non-``none`` edge joins it to a read node or, with NASWOT ``codes``, when a conv
+    edge leaves it (its ReLU is counted wherever the edge leads). Jit-friendly booleans."""
+    n = space.SPACE.num_nodes
+    read: list = [None] * n
+    read[n - 1] = jnp.bool_(True)
+    for i in reversed(range(n - 1)):
+        r = jnp.bool_(False)
+        for e, (src, dst) in enumerate(space.EDGES):
+            if src == i:
+                r = r | ((arch[e] != NONE) & read[dst])
+                if codes:
+                    r = r | jnp.isin(arch[e], jnp.asarray(CONVS))
+        read[i] = r
+    return read
 
 
 class ResidualReduction(nn.Module):
@@ -224,10 +257,13 @@ class NB201Network(nn.Module):
       skip_dropout: P-DARTS dropout after skip-connect at ``drop_rate`` (rng ``"dropout"``).
       cell_affine: False gives cell ops non-affine BatchNorm and biased convs, the network
         the zero-cost proxies' reference code scores (see module docstring).
-      conv_grads: ``"xla"`` or ``"explicit"``: the backward pass of the convs and the cell's
-        average pools (:mod:`jnas.nets.conv`, :func:`jnas.nets.layers.avg_pool_3x3`;
+      conv_grads: ``"xla"`` or ``"explicit"``: the backward pass of the convs, the cell's
+        average pools and training-mode BatchNorm (:mod:`jnas.nets.conv`,
+        :func:`jnas.nets.layers.avg_pool_3x3`, :class:`jnas.nets.layers.ExplicitBatchNorm`;
         ``"explicit"`` is reverse-mode only, much faster on CPU inside
         ``lax.switch``/``lax.map``).
+      skip_unread: under ``"switch"``, skip the ops of edges whose output nothing reads
+        (see :class:`Cell`); the zero-cost proxies turn it on.
 
     Returns:
       logits ``(b, num_classes)``, or ``(logits, kernel)`` when ``codes``.
@@ -252,6 +288,7 @@ class NB201Network(nn.Module):
     skip_dropout: bool = False
     cell_affine: bool = True
     conv_grads: str = "xla"
+    skip_unread: bool = False
 
     @nn.compact
     def __call__(
@@ -274,7 +311,7 @@ class NB201Network(nn.Module):
         if self.probes:
             y = ChannelProbe(name="stem_probe")(y)
         if self.use_bn:
-            y = batch_norm(train, "stem_bn")(y)
+            y = batch_norm(train, "stem_bn", grads=self.conv_grads)(y)
         k = jnp.zeros(())
         for stage, c in enumerate(self.stage_channels):
             if stage > 0:
@@ -283,12 +320,12 @@ class NB201Network(nn.Module):
             for i in range(self.N):
                 cell = Cell(
                     c, self.select, partial=self.partial, skip_dropout=self.skip_dropout, affine=self.cell_affine,
-                    name=f"cell_{stage}_{i}", **kw,
+                    skip_unread=self.skip_unread, name=f"cell_{stage}_{i}", **kw,
                 )
                 y, kc = cell(y, arch, train, drop_rate)
                 k = k + kc
         if self.use_bn:
-            y = batch_norm(train, "last_bn")(y)
+            y = batch_norm(train, "last_bn", grads=self.conv_grads)(y)
         if self.codes:
             k = k + relu_kernel(y)
         y = nn.relu(y).mean(axis=(1, 2))

@@ -81,6 +81,7 @@ def test_cell_batch_is_an_augmented_draw(data_dir):
     assert len(used) == 8  # drawn without replacement
 
 
+@pytest.mark.slow
 def test_per_cell_batches_score_each_cell_on_its_own_batch(tmp_path, data_dir):
     from jnas import proxies
     from jnas.data import load_cifar10_subset
@@ -102,6 +103,7 @@ def test_per_cell_batches_score_each_cell_on_its_own_batch(tmp_path, data_dir):
     assert not np.allclose(shared, float(rows[0]["naswot"]))  # another batch gives another score
 
 
+@pytest.mark.slow
 def test_search_net_reaches_the_scorer(tmp_path, data_dir, monkeypatch):
     seen = []
     real = proxy_correlation.proxies.score

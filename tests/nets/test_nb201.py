@@ -155,6 +155,43 @@ def test_avg_pool_written_out_gradient_equals_autodiff(key, size):
         avg_pool_3x3(x, grads="fast")
 
 
+@pytest.mark.parametrize("affine", [True, False])
+def test_explicit_batch_norm_matches_flax_values_statistics_and_gradients(key, affine):
+    # Same variables, outputs and running-average updates as nn.BatchNorm in training mode,
+    # and the written-out backward against autodiff of flax's BatchNorm in float64, with
+    # cotangents on the output and on the batch statistics (through the running averages).
+    from jnas.nets.layers import ExplicitBatchNorm, batch_norm
+
+    with jax.enable_x64(True):
+        x = 1.5 * jax.random.normal(key, (4, 5, 6, 3), jnp.float64) + 0.7
+        flax_bn, mine = batch_norm(True, affine=affine), batch_norm(True, affine=affine, grads="explicit")
+        assert isinstance(mine, ExplicitBatchNorm)
+        variables = flax_bn.init(key, x)
+        chex.assert_trees_all_equal_shapes_and_dtypes(mine.init(key, x), variables)
+        if affine:  # non-trivial scale and shift
+            variables = {**variables, "params": {"scale": jnp.array([0.5, 1.0, 2.0]), "bias": jnp.array([0.1, -0.2, 0.3])}}
+        w = jax.random.normal(jax.random.key(1), x.shape, jnp.float64)
+
+        def loss(bn):
+            def f(params, x):
+                y, stats = bn.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+                s = stats["batch_stats"]
+                return jnp.sum(jnp.sin(y) * w) + jnp.sum(s["mean"] ** 2) + jnp.sum(jnp.cos(s["var"])), (y, s)
+            return f
+
+        params = variables.get("params", {})
+        (l_ref, (y_ref, s_ref)), g_ref = jax.value_and_grad(loss(flax_bn), (0, 1), has_aux=True)(params, x)
+        (l_got, (y_got, s_got)), g_got = jax.value_and_grad(loss(mine), (0, 1), has_aux=True)(params, x)
+        np.testing.assert_allclose(y_got, y_ref, rtol=1e-12, atol=1e-12)
+        chex.assert_trees_all_close(s_got, s_ref, rtol=1e-12, atol=1e-12)
+        chex.assert_trees_all_close(g_got, g_ref, rtol=1e-10, atol=1e-12)
+    eval_bn = batch_norm(False, grads="explicit")  # eval mode: running statistics, flax's module
+    assert not isinstance(eval_bn, ExplicitBatchNorm)
+    with pytest.raises(ValueError, match=r"unknown grads 'fast'"):
+        batch_norm(True, grads="fast")
+
+
+@pytest.mark.slow
 def test_search_cells_have_biased_convs_and_plain_batchnorm(key):
     # cell_affine=False: the search-cell ops the zero-cost reference code scores. Cell convs
     # get a bias and cell BatchNorms lose scale/shift; the stem, reductions and head do not
@@ -237,3 +274,47 @@ def test_codes_kernel_sums_every_executed_relu(key, partial):
         weights = jax.nn.one_hot(jnp.asarray(a), sp.NUM_OPS)  # mixing weights: the same counts
         got = net.clone(select="mask").apply(variables, x, weights, mutable=["batch_stats"])[0][1]
         np.testing.assert_array_equal(np.asarray(got, np.float64), expected, err_msg=f"{a} weights")
+
+
+def _read_by_search(a, codes):
+    """Reference for read_nodes: a node is read when a path of non-none edges leads from it
+    to the output node, or (codes) when a conv edge leaves it."""
+    def reaches(i):
+        return i == 3 or any(a[e] != 0 and reaches(j) for e, (s, j) in enumerate(sp.EDGES) if s == i)
+    return [reaches(i) or (codes and any(a[e] in (2, 3) for e, (s, _) in enumerate(sp.EDGES) if s == i))
+            for i in range(4)]
+
+
+@pytest.mark.parametrize("codes", [False, True])
+def test_read_nodes_matches_path_search_on_every_cell(codes):
+    from jnas.nets.nb201 import read_nodes
+
+    archs = sp.enumerate_all()
+    got = np.stack(jax.jit(jax.vmap(lambda a: jnp.stack(read_nodes(a, codes))))(archs))
+    ref = np.array([_read_by_search(a, codes) for a in np.asarray(archs).tolist()])
+    np.testing.assert_array_equal(got[:, 1:], ref[:, 1:])  # node 0 is the cell input
+    assert 0 < (~ref[:, 1:]).sum() < ref[:, 1:].size
+
+
+def test_skipping_unread_edges_keeps_logits_and_codes(key):
+    # [3,3,2,3,0,0]: node 2 feeds nothing (3<-2 is none), so 2<-0 and 2<-1 are skipped; node 1
+    # reaches the output through no edge, but its ReLU is read by the conv 2<-1, so NASWOT's
+    # codes keep 1<-0. [2,4,1,1,0,0]: node 1 is read by nothing, codes or not. (Gradients:
+    # the proxies' mode tests score switch, which skips, against mask, which does not.)
+    net = NB201Network(C=4, N=1, num_classes=3, codes=True)
+    x = jax.random.normal(key, (5, 8, 8, 3))
+    variables = net.init(key, x, jnp.zeros(6, jnp.int32))
+    steps = {skip: jax.jit(lambda a, n=net.clone(skip_unread=skip): n.apply(variables, x, a, mutable=["batch_stats"]))
+             for skip in (False, True)}  # one compilation per setting, the cell a traced argument
+    for a, skipped in (([3, 3, 2, 3, 0, 0], (1, 2)), ([2, 4, 1, 1, 0, 0], (0, 1, 2))):
+        a = jnp.asarray(a)
+        (logits, k), _ = steps[False](a)
+        (logits_s, k_s), stats_s = steps[True](a)
+        np.testing.assert_allclose(logits_s, logits, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(k_s), np.asarray(k))  # exact integer counts
+        cell = stats_s["batch_stats"]["cell_0_0"]
+        for e in range(6):  # a skipped edge's BatchNorm saw no batch; the others did
+            conv = sp.OPS[int(a[e])]
+            if conv.startswith("nor_conv"):
+                moved = bool(jnp.any(cell[f"edge_{e}"][conv]["bn"]["mean"] != 0))
+                assert moved == (e not in skipped), (a, e)

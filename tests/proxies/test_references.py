@@ -133,6 +133,7 @@ def test_perclass_many_classes_branch(x64, key):
 
 
 # ------------------------------------------------------------------ synflow
+@pytest.mark.slow
 def test_synflow_is_the_scaling_derivative_of_R(x64, key):
     # All synflow terms are >= 0, so their sum is d/ds R(s * |kernels|) at s = 1 (Euler).
     net = NB201Network(C=2, N=1, num_classes=3, use_bn=False)
@@ -237,7 +238,7 @@ def test_grasp_against_finite_difference_hessian_vector_product(x64, grad_setup)
 
 
 # ------------------------------------------------------------------ fisher
-@pytest.mark.parametrize("cell_affine", [True, False])
+@pytest.mark.parametrize("cell_affine", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_fisher_against_intercepted_activations(x64, key, cell_affine):
     # cell_affine=False: the conv outputs the reference hooks read include the conv bias.
     net = NB201Network(C=2, N=1, num_classes=3, cell_affine=cell_affine)

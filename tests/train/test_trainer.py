@@ -113,6 +113,7 @@ def test_darts_network_needs_a_concrete_genotype(key):
         jax.jit(lambda a: net.apply(variables, x, a, train=False))(jnp.asarray(arch))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="counts the process's memory mappings (Linux)")
 def test_static_nets_release_the_executables_of_old_architectures(data_dir):
     # A static net compiles per architecture. Each executable holds memory mappings of its
