@@ -236,6 +236,12 @@ def conv_general_dilated(
     return _explicit(lhs, rhs, tuple(int(s) for s in window_strides), pad, precision)
 
 
+def check_conv_grads(value: str, argument: str = "conv_grads") -> None:
+    """Raise ValueError naming ``argument`` unless ``value`` is one of :data:`CONV_GRADS`."""
+    if value not in CONV_GRADS:
+        raise ValueError(f"unknown {argument} {value!r}; valid choices are {list(CONV_GRADS)}")
+
+
 def conv_fn(conv_grads: str):
     """The convolution for ``nn.Conv(conv_general_dilated=...)``: :func:`lax_conv` for
     ``"xla"`` (autodiff's gradients), :func:`conv_general_dilated` for ``"explicit"``.
@@ -243,8 +249,7 @@ def conv_fn(conv_grads: str):
     Raises:
       ValueError: unknown ``conv_grads``.
     """
-    if conv_grads not in CONV_GRADS:
-        raise ValueError(f"unknown conv_grads {conv_grads!r}; valid choices are {list(CONV_GRADS)}")
+    check_conv_grads(conv_grads)
     return conv_general_dilated if conv_grads == "explicit" else lax_conv
 
 

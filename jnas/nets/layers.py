@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 from jaxtyping import Array, Float
 
-from jnas.nets.conv import CONV_GRADS, conv_fn
+from jnas.nets.conv import check_conv_grads, conv_fn
 
 # PyTorch's default Conv/Linear init: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
 # Zero-cost proxies are published for networks with this init, so jnas uses it too.
@@ -123,8 +123,7 @@ def batch_norm(train: bool, name: str | None = None, affine: bool = True, grads:
     """PyTorch-equivalent BatchNorm (momentum 0.1 there = 0.9 here, eps 1e-5); ``affine``
     False drops scale and bias, as DARTS search networks do. ``grads="explicit"`` in training
     mode gives :class:`ExplicitBatchNorm` (same variables and values, written-out backward)."""
-    if grads not in CONV_GRADS:
-        raise ValueError(f"unknown grads {grads!r}; valid choices are {list(CONV_GRADS)}")
+    check_conv_grads(grads, "grads")
     if grads == "explicit" and train:
         return ExplicitBatchNorm(affine=affine, name=name)
     return nn.BatchNorm(
@@ -220,8 +219,7 @@ def avg_pool_3x3(x: Float[Array, "b h w c"], stride: int = 1, grads: str = "xla"
     each slice into a padded copy and adds nine of them (0.6 vs 1.2-1.9 ms for a batch of 64
     32x32x16 maps on 2 CPU cores).
     """
-    if grads not in CONV_GRADS:
-        raise ValueError(f"unknown grads {grads!r}; valid choices are {list(CONV_GRADS)}")
+    check_conv_grads(grads, "grads")
     if grads == "explicit" and stride == 1:
         return _avg_pool_explicit(x)
     return (_box_sum(x, stride) / _counts(x.shape, stride)).astype(x.dtype)

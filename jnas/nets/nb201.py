@@ -60,6 +60,8 @@ from jnas.nets.conv import conv_fn
 from jnas.spaces import nb201 as space
 
 SELECT_MODES = ("switch", "mask", "static")
+NONE = space.OPS.index("none")
+CONVS = (space.OPS.index("nor_conv_1x1"), space.OPS.index("nor_conv_3x3"))
 
 
 class Edge(nn.Module):
@@ -177,26 +179,21 @@ class Cell(nn.Module):
 
     def _codes(self, nodes: list[Array], arch: Array) -> Array:
         """Sum over conv edges of the NASWOT kernel of their ReLU input (see class docstring)."""
-        convs = [space.OPS.index("nor_conv_1x1"), space.OPS.index("nor_conv_3x3")]
         b = nodes[0].shape[0]
         k = jnp.zeros((b, b), jnp.float32)
         for i, node in enumerate(nodes[:-1]):
             node = node[..., : node.shape[-1] // self.partial]  # the channels the ops see
             out = [e for e, (src, _) in enumerate(space.EDGES) if src == i]
             if self.select == "static" and not self.is_initializing():
-                n = sum(int(arch[e]) in convs for e in out)
+                n = sum(int(arch[e]) in CONVS for e in out)
                 k = k + n * relu_kernel(node) if n else k
             elif jnp.issubdtype(arch.dtype, jnp.floating):  # mixing weights: weighted counts
-                n = arch[jnp.asarray(out)][:, jnp.asarray(convs)].sum()
+                n = arch[jnp.asarray(out)][:, jnp.asarray(CONVS)].sum()
                 k = k + n * relu_kernel(node)
             else:
-                n = jnp.isin(arch[jnp.asarray(out)], jnp.asarray(convs)).sum().astype(jnp.float32)
+                n = jnp.isin(arch[jnp.asarray(out)], jnp.asarray(CONVS)).sum().astype(jnp.float32)
                 k = k + jax.lax.cond(n > 0, lambda node: n * relu_kernel(node), lambda node: jnp.zeros((b, b), jnp.float32), node)
         return k
-
-
-NONE = space.OPS.index("none")
-CONVS = (space.OPS.index("nor_conv_1x1"), space.OPS.index("nor_conv_3x3"))
 
 
 def read_nodes(arch: Int[Array, "6"], codes: bool = False) -> list[Array]:

@@ -73,7 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jnas.nets.conv import CONV_GRADS, CONV_LIBRARIES, compiler_options
+from jnas.nets.conv import CONV_LIBRARIES, check_conv_grads, compiler_options
 from jnas.nets.nb201 import NB201Network
 from jnas.proxies.base import Proxy
 from jnas.spaces import nb201 as space
@@ -215,8 +215,7 @@ def calls(
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; valid choices are {list(INITS)}")
     conv_grads = default_conv_grads(proxy) if conv_grads is None else conv_grads
-    if conv_grads not in CONV_GRADS:
-        raise ValueError(f"unknown conv_grads {conv_grads!r}; valid choices are {list(CONV_GRADS)}")
+    check_conv_grads(conv_grads)
     if conv_grads == "explicit" and not proxy.reverse_only:
         raise ValueError(f"proxy {proxy.name!r} uses forward-mode differentiation; conv_grads='explicit' supports reverse mode only")
     conv_library = default_conv_library(proxy) if conv_library is None else conv_library
