@@ -20,6 +20,11 @@ every row records its own rate). For scale it also measures one 3x3
 convolution of the network's first stage (batch 64, 32x32, 16 -> 16 channels) on its own:
 the rate the network's small convolutions reach outside any proxy.
 
+Like every experiment it gives JAX one CPU device per core (``JNAS_CPU_DEVICES``, see
+:func:`experiments.cli.use_cpu_cores`): the ``map`` and ``vmap`` rows split each chunk over
+them, the ``loop`` rows run on one device, and the matmul rate is that of one device (which
+uses every core).
+
 Writes ``bench_proxies.json`` and ``bench_proxies.png``. Runtime with the defaults on a
 2-core CPU: about 15 minutes; pass ``--sizes 16,64,256`` for the full grid on a GPU.
 """
@@ -179,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     key = jax.random.key(cfg.seed)
     backend = jax.default_backend()
     device = str(jax.devices()[0].device_kind)
-    print(f"backend {backend} ({device}); matmul {gflops['float32']:.0f} GFLOP/s float32, "
+    print(f"backend {backend} ({device}, {jax.local_device_count()} local devices: map/vmap rows split each chunk over them); matmul {gflops['float32']:.0f} GFLOP/s float32, "
           f"{gflops['float64']:.0f} float64; one stage-1 3x3 conv alone {conv_rate:.0f} GFLOP/s float32")
     rows = []
     jobs = [(n, s, c) for n in names for s in sizes for c in resolve(combos, proxies.get(n))]
@@ -196,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         rows.append(
             dict(proxy=name, n=n, mode=mode, select=select, conv_grads=conv, conv_library=library, archs_per_s=n / steady, compile_s=max(first - steady, 0.0),
                  steady_s=steady, steady_times_s=times, flop_bound_s=bound_s, fraction_of_bound=bound_s / steady if name in PASSES else None,
-                 backend=backend, device=device, matmul_gflops=rate, matmul_gflops_at_start=gflops, conv_gflops=conv_rate)
+                 backend=backend, device=device, devices=1 if mode == "loop" else jax.local_device_count(), matmul_gflops=rate, matmul_gflops_at_start=gflops, conv_gflops=conv_rate)
         )
         base = next((r for r in rows if r["proxy"] == name and r["n"] == n and _combo(r) == BASELINE), None)
         rows[-1]["speedup_vs_loop"] = rows[-1]["archs_per_s"] / base["archs_per_s"] if base else None

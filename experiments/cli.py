@@ -6,14 +6,41 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
+
+import jax
+from jax._src import xla_bridge
 
 C = TypeVar("C")
 
 
+def use_cpu_cores() -> int | None:
+    """Give JAX one CPU device per core (``JNAS_CPU_DEVICES`` sets another count; 1 keeps
+    JAX's single device), so that :func:`jnas.proxies.score` splits its ``map``/``vmap``
+    chunks over them. Work on one device still uses every core; scores do not change.
+
+    Does nothing (returns None) once JAX has started its backends, or when ``XLA_FLAGS``
+    already sets ``--xla_force_host_platform_device_count``. Returns the count set.
+
+    Raises:
+      ValueError: ``JNAS_CPU_DEVICES`` is not a positive integer.
+    """
+    value = os.environ.get("JNAS_CPU_DEVICES", "")
+    if value and not (value.isdigit() and int(value) >= 1):
+        raise ValueError(f"JNAS_CPU_DEVICES must be a positive integer, got {value!r}")
+    if xla_bridge.backends_are_initialized() or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    n = int(value) if value else (os.cpu_count() or 1)
+    jax.config.update("jax_num_cpu_devices", n)
+    return n
+
+
 def parse(config_cls: type[C], argv: Sequence[str] | None, description: str) -> C:
-    """Parse ``argv`` into ``config_cls``: one ``--flag`` per field (underscores as dashes)."""
+    """Parse ``argv`` into ``config_cls``: one ``--flag`` per field (underscores as dashes).
+    Also calls :func:`use_cpu_cores` (before any JAX work, as every experiment parses first)."""
+    use_cpu_cores()
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(config_cls):
         flag = "--" + f.name.replace("_", "-")

@@ -9,6 +9,10 @@ from pathlib import Path
 # The suite runs in several pytest-xdist workers; on a GPU each would otherwise reserve
 # most of its memory at start-up.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# Experiments' main() gives JAX one CPU device per core when it starts JAX first
+# (experiments.cli.use_cpu_cores); the suite keeps one device whatever the test order, and
+# tests the split over devices in a process of its own.
+os.environ.setdefault("JNAS_CPU_DEVICES", "1")
 
 import jax  # noqa: E402
 import pytest

@@ -71,6 +71,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jnas.nets.conv import CONV_LIBRARIES, check_conv_grads, compiler_options
@@ -137,6 +138,28 @@ def _jit(fn: Callable, conv_library: str) -> Callable:
     return jax.jit(fn, static_argnames=("proxy", "net"), compiler_options=compiler_options(conv_library))
 
 
+def _mesh(devices: int) -> Mesh:
+    """The first ``devices`` local devices as a one-axis mesh over which archs are split."""
+    return Mesh(np.array(jax.local_devices()[:devices]), ("archs",))
+
+
+@cache
+def _jit_split(fn: Callable, conv_library: str, devices: int) -> Callable:
+    """:func:`_jit` of ``fn`` (``_map`` or ``_vmap``) with each chunk's architectures split
+    evenly over ``devices`` local devices (``shard_map``); everything else is replicated."""
+    mesh = _mesh(devices)
+
+    def split(proxy, net, variables, key, archs, x, y):
+        local = lambda variables, key, archs, x, y: fn(proxy, net, variables, key, archs, x, y)
+        spec = (PartitionSpec(), PartitionSpec(), PartitionSpec("archs"), PartitionSpec(), PartitionSpec())
+        # check_vma=False: the networks' lax.cond/switch branches mix per-device and replicated
+        # values, which shard_map's type check would otherwise make them mark by hand.
+        return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=PartitionSpec("archs"), check_vma=False)(
+            variables, key, archs, x, y)
+
+    return jax.jit(split, static_argnames=("proxy", "net"), compiler_options=compiler_options(conv_library))
+
+
 @partial(jax.jit, static_argnames=("proxy", "net"))
 def score_one(proxy: Proxy, net: nn.Module, variables, arch, x, y):
     """One architecture with XLA's default compile options; the unit the ``"loop"`` mode repeats."""
@@ -201,6 +224,7 @@ def calls(
     init: str = "shared",
     conv_grads: str | None = None,
     conv_library: str | None = None,
+    devices: int | None = None,
 ) -> Iterator[Call]:
     """The jitted calls that :func:`score` makes, in order, after validating its arguments
     (same arguments; run them under :func:`precision`). Exposed so that tools such as
@@ -223,6 +247,12 @@ def calls(
         raise ValueError(f"unknown conv_library {conv_library!r}; valid choices are {list(CONV_LIBRARIES)}")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    available = jax.local_device_count()
+    devices = available if devices is None else devices
+    if not isinstance(devices, int) or not 1 <= devices <= available:
+        raise ValueError(f"devices must be an int in 1..{available} (the local {jax.default_backend()} devices), got {devices!r}")
+    devices = 1 if mode == "loop" else devices
+    chunk = -(-chunk // devices) * devices  # each device gets the same number of archs
     archs = space.check_batch(archs)
     x, y = check_batch(*batch)
     net = NB201Network() if net is None else net
@@ -231,6 +261,9 @@ def calls(
     net, variables = prepare(proxy, net, select, key, x, archs[0], conv_grads)
     if init == "per_arch":
         variables = None
+    if devices > 1:
+        replicated = NamedSharding(_mesh(devices), PartitionSpec())
+        variables, key, x, y = jax.device_put((variables, key, x, y), replicated)
     for start in range(0, archs.shape[0], chunk):
         part = archs[start : start + chunk]
         if mode == "loop":
@@ -242,8 +275,12 @@ def calls(
         else:
             pad = chunk - part.shape[0]  # keep one compiled shape for the last chunk
             padded = jnp.concatenate([part, jnp.repeat(part[:1], pad, 0)]) if pad else part
-            fn = _jit(_map if mode == "map" else _vmap, conv_library)
-            yield Call(fn, (proxy, net), (variables, key, padded, x, y), part.shape[0])
+            fn = _map if mode == "map" else _vmap
+            if devices > 1:
+                padded = jax.device_put(padded, NamedSharding(_mesh(devices), PartitionSpec("archs")))
+                yield Call(_jit_split(fn, conv_library, devices), (proxy, net), (variables, key, padded, x, y), part.shape[0])
+            else:
+                yield Call(_jit(fn, conv_library), (proxy, net), (variables, key, padded, x, y), part.shape[0])
 
 
 def score(
@@ -259,6 +296,7 @@ def score(
     init: str = "shared",
     conv_grads: str | None = None,
     conv_library: str | None = None,
+    devices: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Proxy scores of a batch of NB201 architectures.
@@ -277,15 +315,19 @@ def score(
       conv_grads: ``"xla"`` or ``"explicit"``; default from :func:`default_conv_grads`.
       conv_library: ``"ynnpack"`` or ``"eigen"`` (CPU only); default from
         :func:`default_conv_library`.
+      devices: local devices each ``"map"``/``"vmap"`` chunk is split over (default: all
+        of them; ``chunk`` is rounded up to a multiple). ``"loop"`` runs on the default device.
       progress: show a tqdm bar.
     Returns:
       float64 numpy array ``(n,)``.
     Raises:
-      ValueError: bad mode, init, conv_grads, conv_library, chunk, architectures or batch shapes.
+      ValueError: bad mode, init, conv_grads, conv_library, chunk, devices, architectures or
+        batch shapes.
     """
     n = space.check_batch(archs).shape[0]
     out, pending = [], []  # pending: dispatched, not yet fetched (a chunk's worth at most)
-    kw = dict(net=net, mode=mode, select=select, chunk=chunk, init=init, conv_grads=conv_grads, conv_library=conv_library)
+    kw = dict(net=net, mode=mode, select=select, chunk=chunk, init=init, conv_grads=conv_grads, conv_library=conv_library,
+              devices=devices)
     with precision(proxy), tqdm(total=n, desc=proxy.name, unit="arch", disable=not progress, leave=False) as bar:
 
         def fetch():

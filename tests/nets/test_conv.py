@@ -53,6 +53,26 @@ def test_gradients_equal_autodiff(x64, key, ksize, padding, strides, size):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("kshape", [(3, 3, 3, 16), (3, 5, 2, 16), (2, 2, 1, 8)])
+@pytest.mark.parametrize("padding", [((1, 1), (1, 1)), ((0, 2), (2, 1)), ((-1, 2), (0, 0))])
+def test_few_input_channels_take_the_tap_sum(x64, key, kshape, padding):
+    # kh * kw * c_in <= 2 c_out (the stem's 3 -> 16): the input gradient is one matmul and
+    # shifted sums of its taps; it must equal autodiff's, and no convolution computes it.
+    kx, kk = jax.random.split(key)
+    x = jax.random.normal(kx, (2, 7, 8, kshape[2]), jnp.float64)
+    k = jax.random.normal(kk, kshape, jnp.float64)
+
+    def loss(conv):
+        return lambda x, k: jnp.sum(jnp.sin(conv(x, k, (1, 1), padding)))
+
+    got = jax.grad(loss(_ours), (0, 1))(x, k)
+    want = jax.grad(loss(_lax), (0, 1))(x, k)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    convs = str(jax.make_jaxpr(jax.grad(loss(_ours), (0, 1)))(x, k)).count("conv_general_dilated")
+    assert convs == 2  # the forward and the kernel gradient; a convolution for dx would make 3
+
+
 def test_strided_input_gradient_dilates_nothing(key):
     # The written-out input gradient of a stride-2 convolution is stride-1 convolutions of g;
     # autodiff's is a convolution over g with zeros inserted (lhs_dilate), which XLA:CPU runs

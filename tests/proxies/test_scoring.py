@@ -1,6 +1,11 @@
 """The batched entry point: every mode and edge selection gives the per-architecture
 loop's numbers; bad input gets clear errors."""
 
+import json
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,7 +113,55 @@ def test_bad_input_errors(small):
         proxies.score("synflow", archs, (x, y), key, net=net, conv_grads="explicit")
     with pytest.raises(ValueError, match="chunk must be a positive int"):
         proxies.score("naswot", archs, (x, y), key, net=net, chunk=0)
+    with pytest.raises(ValueError, match=r"devices must be an int in 1\.\.1 \(the local cpu devices\), got 2"):
+        proxies.score("naswot", archs, (x, y), key, net=net, devices=2)
     assert proxies.parse_names("naswot, synflow") == ["naswot", "synflow"]
     assert proxies.parse_names("all") == proxies.names()
     with pytest.raises(ValueError, match="unknown proxy 'foo'"):
         proxies.parse_names("naswot,foo")
+
+
+_SPLIT = """
+import json, jax, numpy as np
+from experiments.cli import use_cpu_cores
+from jnas import proxies
+from jnas.nets import NB201Network
+from jnas.spaces import nb201 as sp
+n = use_cpu_cores()
+x = jax.random.normal(jax.random.key(1), (8, 8, 8, 3)); y = np.arange(8) % 3
+archs = sp.sample(jax.random.key(2), 5)
+net = NB201Network(C=2, N=1, num_classes=3)
+out = {"set": n, "local": jax.local_device_count()}
+for name in ("naswot", "jacob_cov"):
+    kw = dict(net=net, chunk=2, progress=False)
+    out[name] = [proxies.score(name, archs, (x, y), jax.random.key(0), devices=d, **kw).tolist() for d in (1, 3)]
+out["vmap"] = [proxies.score("jacob_cov", archs, (x, y), jax.random.key(0), mode="vmap", devices=d, **kw).tolist() for d in (1, 3)]
+print(json.dumps(out))
+"""
+
+
+def test_chunks_split_over_devices_give_the_same_scores():
+    # A fresh process with three CPU devices (experiments.cli.use_cpu_cores, from
+    # JNAS_CPU_DEVICES): each chunk of 2 is rounded up to 3, one architecture per device,
+    # and the five scores (the last chunk padded) must equal the single-device ones.
+    env = {**os.environ, "JNAS_CPU_DEVICES": "3", "XLA_FLAGS": ""}
+    run = subprocess.run([sys.executable, "-c", _SPLIT], capture_output=True, text=True, env=env, timeout=600,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["set"] == 3 and out["local"] == 3
+    for name in ("naswot", "jacob_cov", "vmap"):
+        one, split = out[name]
+        assert len(split) == 5
+        np.testing.assert_allclose(split, one, rtol=1e-6, err_msg=name)
+
+
+def test_cpu_devices_setting_is_checked(monkeypatch):
+    from experiments.cli import use_cpu_cores
+
+    monkeypatch.setenv("JNAS_CPU_DEVICES", "two")
+    with pytest.raises(ValueError, match="JNAS_CPU_DEVICES must be a positive integer, got 'two'"):
+        use_cpu_cores()
+    monkeypatch.setenv("JNAS_CPU_DEVICES", "2")
+    jnp.zeros(1)  # JAX has started: the device count can no longer change, and is left alone
+    assert use_cpu_cores() is None and jax.local_device_count() == 1
