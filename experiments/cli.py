@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 import jax
-from jax._src import xla_bridge
 
 C = TypeVar("C")
 
@@ -30,10 +29,13 @@ def use_cpu_cores() -> int | None:
     value = os.environ.get("JNAS_CPU_DEVICES", "")
     if value and not (value.isdigit() and int(value) >= 1):
         raise ValueError(f"JNAS_CPU_DEVICES must be a positive integer, got {value!r}")
-    if xla_bridge.backends_are_initialized() or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
     n = int(value) if value else (os.cpu_count() or 1)
-    jax.config.update("jax_num_cpu_devices", n)
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # JAX refuses once its backends have started
+        return None
     return n
 
 
