@@ -261,9 +261,13 @@ def calls(
     net, variables = prepare(proxy, net, select, key, x, archs[0], conv_grads)
     if init == "per_arch":
         variables = None
+    batched = _map if mode == "map" else _vmap
     if devices > 1:
-        replicated = NamedSharding(_mesh(devices), PartitionSpec())
-        variables, key, x, y = jax.device_put((variables, key, x, y), replicated)
+        mesh = _mesh(devices)
+        variables, key, x, y = jax.device_put((variables, key, x, y), NamedSharding(mesh, PartitionSpec()))
+        split, jitted = NamedSharding(mesh, PartitionSpec("archs")), _jit_split(batched, conv_library, devices)
+    else:
+        split, jitted = None, _jit(batched, conv_library)
     for start in range(0, archs.shape[0], chunk):
         part = archs[start : start + chunk]
         if mode == "loop":
@@ -275,12 +279,9 @@ def calls(
         else:
             pad = chunk - part.shape[0]  # keep one compiled shape for the last chunk
             padded = jnp.concatenate([part, jnp.repeat(part[:1], pad, 0)]) if pad else part
-            fn = _map if mode == "map" else _vmap
-            if devices > 1:
-                padded = jax.device_put(padded, NamedSharding(_mesh(devices), PartitionSpec("archs")))
-                yield Call(_jit_split(fn, conv_library, devices), (proxy, net), (variables, key, padded, x, y), part.shape[0])
-            else:
-                yield Call(_jit(fn, conv_library), (proxy, net), (variables, key, padded, x, y), part.shape[0])
+            if split is not None:
+                padded = jax.device_put(padded, split)
+            yield Call(jitted, (proxy, net), (variables, key, padded, x, y), part.shape[0])
 
 
 def score(
