@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from jnas import proxies
+from tests.conftest import REPO
 from jnas.nets import NB201Network
 from jnas.spaces import nb201 as sp
 
@@ -146,7 +147,7 @@ def test_chunks_split_over_devices_give_the_same_scores():
     # and the five scores (the last chunk padded) must equal the single-device ones.
     env = {**os.environ, "JNAS_CPU_DEVICES": "3", "XLA_FLAGS": ""}
     run = subprocess.run([sys.executable, "-c", _SPLIT], capture_output=True, text=True, env=env, timeout=600,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+                         cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["set"] == 3 and out["local"] == 3
