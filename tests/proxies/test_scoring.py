@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from jnas import proxies
-from tests.conftest import REPO
 from jnas.nets import NB201Network
 from jnas.spaces import nb201 as sp
+from tests.conftest import REPO
 
 COMBOS = [("map", "switch"), ("loop", "mask"), ("vmap", "mask"), ("map", "mask")]
 
@@ -133,8 +133,8 @@ x = jax.random.normal(jax.random.key(1), (8, 8, 8, 3)); y = np.arange(8) % 3
 archs = sp.sample(jax.random.key(2), 5)
 net = NB201Network(C=2, N=1, num_classes=3)
 out = {"set": n, "local": jax.local_device_count()}
+kw = dict(net=net, chunk=2, progress=False)
 for name in ("naswot", "jacob_cov"):
-    kw = dict(net=net, chunk=2, progress=False)
     out[name] = [proxies.score(name, archs, (x, y), jax.random.key(0), devices=d, **kw).tolist() for d in (1, 3)]
 out["vmap"] = [proxies.score("jacob_cov", archs, (x, y), jax.random.key(0), mode="vmap", devices=d, **kw).tolist() for d in (1, 3)]
 print(json.dumps(out))
@@ -146,8 +146,7 @@ def test_chunks_split_over_devices_give_the_same_scores():
     # JNAS_CPU_DEVICES): each chunk of 2 is rounded up to 3, one architecture per device,
     # and the five scores (the last chunk padded) must equal the single-device ones.
     env = {**os.environ, "JNAS_CPU_DEVICES": "3", "XLA_FLAGS": ""}
-    run = subprocess.run([sys.executable, "-c", _SPLIT], capture_output=True, text=True, env=env, timeout=600,
-                         cwd=REPO)
+    run = subprocess.run([sys.executable, "-c", _SPLIT], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["set"] == 3 and out["local"] == 3
