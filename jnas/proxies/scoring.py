@@ -138,8 +138,11 @@ def _jit(fn: Callable, conv_library: str) -> Callable:
     return jax.jit(fn, static_argnames=("proxy", "net"), compiler_options=compiler_options(conv_library))
 
 
+@cache
 def _mesh(devices: int) -> Mesh:
-    """The first ``devices`` local devices as a one-axis mesh over which archs are split."""
+    """The first ``devices`` local devices as a one-axis mesh over which archs are split
+    (one object per count: :func:`calls` places its inputs on the mesh the jitted function
+    was built with)."""
     return Mesh(np.array(jax.local_devices()[:devices]), ("archs",))
 
 
