@@ -6,38 +6,45 @@ For each proxy, compiles exactly the calls :func:`jnas.proxies.scoring.score` ma
 random NB201 cells (``--mode``/``--select``/``--conv-grads``, default: the backend's
 defaults), times one run, then traces one more with ``jax.profiler`` and charges each XLA
 op its own time (its span minus the ops nested in it, e.g. the body of a ``lax.switch``
-branch). Ops are grouped by what the optimised HLO says they compute: ``convolution``,
-``matmul`` (dots: NASWOT's kernel, and the 1x1 convolutions, which run as matmuls on CPU),
-``fused elementwise/reduce`` (BatchNorm, ReLU, pooling, node sums), ``copy/layout``,
-``control flow`` and ``other``; ``untraced`` is the rest of the wall time, outside any traced
-op. It is mostly convolutions when they run in XLA's Eigen kernels (``conv_library="eigen"``,
-the CPU default for naswot and jacob_cov): those run asynchronously on Eigen's thread pool and
-the trace holds only their launch. Shares are of traced op time plus untraced time.
+branch; where ops run on several threads at once, their common time is split among them,
+see :func:`wall_charges`). Ops are grouped by what the optimised HLO says they compute:
+``convolution``, ``matmul`` (dots: NASWOT's kernel, and the 1x1 convolutions, which run as
+matmuls on CPU), ``fused elementwise/reduce`` (BatchNorm, ReLU, pooling, node sums),
+``copy/layout``, ``control flow`` and ``other``; ``untraced`` is the rest of the wall time,
+outside any traced op. Shares are of traced op time plus untraced time.
 
 The fraction of the FLOP bound is the one ``experiments.bench_proxies`` reports (the
-table's MACs x 2 x batch x passes over a measured matmul rate). ``ceiling`` divides it by the
-share of time in convolutions, matmuls and untraced time (charged as convolution time, see
-above): the fraction the proxy would reach if every other op took no time at all, with the
-convolutions and matmuls as fast as they run now.
+table's MACs x 2 x batch x passes over a measured matmul rate). Trace shares cannot say how
+much of the time the convolutions take when Eigen runs them on its thread pool while other
+ops run (the ops beside them slow down, and their launch is all the trace holds), so the
+convolutions' time is measured instead: the same calls are compiled and timed once more
+with every convolution and channel matmul of :mod:`jnas.nets.conv` replaced by a stand-in
+that materialises its input and writes an output of the right shape from one element of it
+(:func:`stand_in_convolutions`). ``conv_s`` is the wall time minus that convolution-free
+time; ``ceiling`` is the FLOP bound over ``conv_s``, the fraction the proxy would reach if
+every other op took no time at all, with the convolutions as fast as they run now.
 
 Writes ``profile.json`` (one record per proxy, written as each finishes), ``ops.csv`` (the
-ops with the most time) and ``profile.png`` (time shares per proxy). About 3 minutes on a
+ops with the most time) and ``profile.png`` (time shares per proxy). About 5 minutes on a
 2-core CPU with the defaults.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import json
 import re
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -50,6 +57,7 @@ from experiments.plots import save_figure
 from jnas import proxies
 from jnas.data import load_cifar10_subset
 from jnas.nets import NB201Network, cost_tables
+from jnas.nets import conv as conv_module
 from jnas.proxies import scoring
 from jnas.spaces import nb201 as space
 
@@ -139,10 +147,10 @@ def hlo_categories(hlo_text: str) -> dict[str, str]:
 
 
 def self_times(xspace_path: str | Path, module: str) -> dict[str, float]:
-    """Seconds of each XLA op of ``module`` in a profiler trace, excluding the ops nested
-    in it (a conditional's own time is its span minus its branch's ops)."""
+    """Seconds of wall time charged to each XLA op of ``module`` in a profiler trace (see
+    :func:`wall_charges`)."""
     data = jax.profiler.ProfileData.from_file(str(xspace_path))
-    total: dict[str, float] = collections.Counter()
+    lines = []
     for plane in data.planes:
         for line in plane.lines:
             events = []
@@ -150,32 +158,71 @@ def self_times(xspace_path: str | Path, module: str) -> dict[str, float]:
                 stats = dict(e.stats)
                 if stats.get("hlo_module") == module and "hlo_op" in stats:
                     events.append((e.start_ns, e.duration_ns, stats["hlo_op"]))
-            events.sort(key=lambda t: (t[0], -t[1]))
-            own = [d for _, d, _ in events]
-            stack: list[int] = []
-            for i, (start, dur, _) in enumerate(events):
-                while stack and start >= events[stack[-1]][0] + events[stack[-1]][1]:
-                    stack.pop()
-                if stack:
-                    own[stack[-1]] -= dur
-                stack.append(i)
-            for (_, _, op), t in zip(events, own):
-                total[op] += t * 1e-9
+            if events:
+                lines.append(events)
+    return {op: t * 1e-9 for op, t in wall_charges(lines).items()}
+
+
+def wall_charges(lines: Sequence[Sequence[tuple[int, int, str]]]) -> dict[str, float]:
+    """Time charged to each op, from ``(start, duration, op)`` events on trace lines (threads).
+
+    On its line an op is charged while it is the innermost event, so a conditional's own
+    time is its span minus the ops of its branch. XLA:CPU runs independent ops on several
+    threads at once; time in which ops run on k lines together is split equally among
+    them (1/k each), so the charges add up to the time in which any op ran, never more
+    than the wall time. Summing each line's own times instead counts overlapping ops twice.
+    """
+    segments = [seg for events in lines for seg in _innermost(events) if seg[1] > seg[0]]
+    bounds = sorted({t for a, b, _ in segments for t in (a, b)})
+    starts = collections.defaultdict(list)
+    ends = collections.defaultdict(list)
+    for i, (a, b, _) in enumerate(segments):
+        starts[a].append(i)
+        ends[b].append(i)
+    total: dict[str, float] = collections.Counter()
+    active: set[int] = set()
+    for t0, t1 in zip(bounds, bounds[1:] + bounds[-1:]):
+        active.difference_update(ends[t0])
+        active.update(starts[t0])
+        for i in active:
+            total[segments[i][2]] += (t1 - t0) / len(active)
     return dict(total)
+
+
+def _innermost(events: Sequence[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """``(start, end, op)`` pieces of one line's time during which ``op`` is the innermost
+    event (events nest; one ending past its parent is cut at the parent's end)."""
+    out: list[tuple[int, int, str]] = []
+    stack: list[tuple[int, str]] = []  # (end, op) of the open events, innermost last
+    now = None
+
+    def close_until(t):
+        nonlocal now
+        while stack and stack[-1][0] <= t:
+            end, op = stack.pop()
+            if end > now:
+                out.append((now, end, op))
+                now = end
+
+    for start, dur, op in sorted(events, key=lambda e: (e[0], -e[1])):
+        if now is None:
+            now = start
+        close_until(start)
+        if stack and start > now:
+            out.append((now, start, stack[-1][1]))
+        now = max(now, start)
+        end = start + dur if not stack else min(start + dur, stack[-1][0])
+        stack.append((end, op))
+    if stack:
+        close_until(stack[0][0])
+    return out
 
 
 def profile(proxy, archs, batch, key, net, trace_dir: Path, **kw) -> tuple[float, dict[str, float], dict[str, str]]:
     """``(seconds of one untraced run, op -> seconds in a traced run, op -> category)`` for
     scoring ``archs`` as :func:`jnas.proxies.scoring.score` would with ``kw``."""
     with scoring.precision(proxy):
-        calls = list(scoring.calls(proxy, archs, batch, key, net=net, **kw))
-        compiled = {}
-        for c in calls:  # one executable per jitted function (equal shapes within a run)
-            if c.fn not in compiled:
-                compiled[c.fn] = c.fn.lower(*c.static, *c.args).compile()
-        (fn, exe), *more = compiled.items()
-        if more:
-            raise ValueError("profiling expects one compiled function per run")
+        calls, exe = _compiled(proxy, archs, batch, key, net, **kw)
 
         def run():
             jax.block_until_ready([exe(*c.args) for c in calls])
@@ -190,6 +237,64 @@ def profile(proxy, archs, batch, key, net, trace_dir: Path, **kw) -> tuple[float
     module = re.match(r"HloModule\s+([\w.\-]+)", text).group(1)
     (xspace,) = sorted(trace_dir.glob("**/*.xplane.pb"))[-1:]
     return wall, self_times(xspace, module), hlo_categories(text)
+
+
+def _compiled(proxy, archs, batch, key, net, **kw):
+    """The calls :func:`jnas.proxies.scoring.score` makes, and their one executable (the
+    calls of a run share one jitted function and their shapes)."""
+    calls = list(scoring.calls(proxy, archs, batch, key, net=net, **kw))
+    fns = {c.fn for c in calls}
+    if len(fns) > 1:
+        raise ValueError("profiling expects one compiled function per run")
+    return calls, calls[0].fn.lower(*calls[0].static, *calls[0].args).compile()
+
+
+def seconds_without_convolutions(proxy, archs, batch, key, net, repeats: int = 2, **kw) -> float:
+    """Best of ``repeats`` timed runs of the calls :func:`profile` times, compiled with
+    :func:`stand_in_convolutions` (after a warm-up run)."""
+    with stand_in_convolutions(), scoring.precision(proxy):
+        calls, exe = _compiled(proxy, archs, batch, key, net, **kw)
+
+        def run():
+            jax.block_until_ready([exe(*c.args) for c in calls])
+
+        run()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+    return min(times)
+
+
+@contextlib.contextmanager
+def stand_in_convolutions():
+    """Inside, the convolutions and channel matmuls of :mod:`jnas.nets.conv` (every conv of
+    the NB201 network, in both ``conv_grads`` modes and their backward passes) are stand-ins:
+    each materialises its input and writes an output of the real shape and dtype, filled
+    from one input element times one kernel element. What runs is the network without the
+    arithmetic of its convolutions; the scores are meaningless. JAX's caches are cleared on
+    entry and exit, so functions traced inside are traced again outside."""
+    real = conv_module.lax
+    fake = types.SimpleNamespace(**{n: getattr(real, n) for n in dir(real) if not n.startswith("__")})
+    fake.conv_general_dilated = _stand_in(real.conv_general_dilated)
+    fake.dot_general = _stand_in(real.dot_general)
+    conv_module.lax = fake
+    jax.clear_caches()
+    try:
+        yield
+    finally:
+        conv_module.lax = real
+        jax.clear_caches()
+
+
+def _stand_in(op):
+    def stand_in(lhs, rhs, *args, **kwargs):
+        out = jax.eval_shape(lambda a, b: op(a, b, *args, **kwargs), lhs, rhs)
+        one = jax.lax.optimization_barrier(lhs).ravel()[0] * rhs.ravel()[0]
+        return jax.lax.optimization_barrier(jnp.broadcast_to(one.astype(out.dtype), out.shape))
+
+    return stand_in
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -212,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         archs = space.sample(jax.random.fold_in(key, cfg.n), cfg.n)
         with tempfile.TemporaryDirectory() as tmp:
             wall, ops, cats = profile(proxy, archs, (x[:b], y[:b]), key, net, Path(tmp), **kw)
+        conv_free = seconds_without_convolutions(proxy, archs, (x[:b], y[:b]), key, net, **kw)
         dtype = network_dtype(name)
         if dtype not in rates:
             rates[dtype] = matmul_gflops(dtype=jax.numpy.dtype(dtype).type)
@@ -223,13 +329,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         seconds["untraced"] = max(wall - traced, 0.0)
         total = traced + seconds["untraced"]
         shares = {c: s / total for c, s in seconds.items()} if total else dict.fromkeys(CATEGORIES, 0.0)
-        heavy = shares["convolution"] + shares["matmul"] + shares["untraced"]
         fraction = bound / wall if name in PASSES else None
+        conv_s = wall - conv_free
         records.append(dict(
             proxy=name, n=cfg.n, **{k: v for k, v in kw.items() if k != "chunk"}, chunk=kw["chunk"], batch=b,
             backend=jax.default_backend(), wall_s=wall, traced_op_s=traced, seconds=seconds, shares=shares,
-            flop_bound_s=bound, matmul_gflops=rates[dtype], fraction_of_bound=fraction,
-            ceiling=fraction / heavy if fraction is not None and heavy > 0 else None,
+            conv_free_s=conv_free, conv_s=conv_s, flop_bound_s=bound, matmul_gflops=rates[dtype],
+            fraction_of_bound=fraction, ceiling=bound / conv_s if fraction is not None and conv_s > 0 else None,
         ))
         for op, t in sorted(ops.items(), key=lambda kv: -kv[1])[: cfg.top]:
             op_rows.append(dict(proxy=name, op=op, category=cats.get(op, "other"), seconds=t, share=t / traced))
@@ -246,11 +352,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 def print_table(records: list[dict]) -> None:
     short = {"convolution": "conv", "matmul": "matmul", "fused elementwise/reduce": "elementwise",
              "copy/layout": "copy", "control flow": "control", "other": "other", "untraced": "untraced"}
-    print(f"{'proxy':<15}{'wall s':>8}" + "".join(f"{short[c]:>12}" for c in CATEGORIES) + f"{'of bound':>10}{'ceiling':>9}")
+    print(f"{'proxy':<15}{'wall s':>8}" + "".join(f"{short[c]:>12}" for c in CATEGORIES) + f"{'conv s':>8}{'of bound':>10}{'ceiling':>9}")
     for r in records:
         fb = f"{r['fraction_of_bound']:.3f}" if r["fraction_of_bound"] is not None else "-"
         ce = f"{r['ceiling']:.3f}" if r["ceiling"] is not None else "-"
-        print(f"{r['proxy']:<15}{r['wall_s']:>8.2f}" + "".join(f"{r['shares'][c]:>12.1%}" for c in CATEGORIES) + f"{fb:>10}{ce:>9}")
+        print(f"{r['proxy']:<15}{r['wall_s']:>8.2f}" + "".join(f"{r['shares'][c]:>12.1%}" for c in CATEGORIES) + f"{r['conv_s']:>8.2f}{fb:>10}{ce:>9}")
 
 
 def plot(records: list[dict], path) -> None:
