@@ -181,7 +181,7 @@ def wall_charges(lines: Sequence[Sequence[tuple[int, int, str]]]) -> dict[str, f
         ends[b].append(i)
     total: dict[str, float] = collections.Counter()
     active: set[int] = set()
-    for t0, t1 in zip(bounds, bounds[1:] + bounds[-1:]):
+    for t0, t1 in zip(bounds, bounds[1:]):
         active.difference_update(ends[t0])
         active.update(starts[t0])
         for i in active:
@@ -222,11 +222,7 @@ def profile(proxy, archs, batch, key, net, trace_dir: Path, **kw) -> tuple[float
     """``(seconds of one untraced run, op -> seconds in a traced run, op -> category)`` for
     scoring ``archs`` as :func:`jnas.proxies.scoring.score` would with ``kw``."""
     with scoring.precision(proxy):
-        calls, exe = _compiled(proxy, archs, batch, key, net, **kw)
-
-        def run():
-            jax.block_until_ready([exe(*c.args) for c in calls])
-
+        run, exe = _compiled(proxy, archs, batch, key, net, **kw)
         run()  # warm-up
         t = time.perf_counter()
         run()
@@ -240,24 +236,25 @@ def profile(proxy, archs, batch, key, net, trace_dir: Path, **kw) -> tuple[float
 
 
 def _compiled(proxy, archs, batch, key, net, **kw):
-    """The calls :func:`jnas.proxies.scoring.score` makes, and their one executable (the
-    calls of a run share one jitted function and their shapes)."""
+    """``(run, executable)``: ``run()`` makes the calls :func:`jnas.proxies.scoring.score`
+    makes, through their one executable (the calls of a run share one jitted function and
+    their shapes), and waits for them."""
     calls = list(scoring.calls(proxy, archs, batch, key, net=net, **kw))
-    fns = {c.fn for c in calls}
-    if len(fns) > 1:
+    if len({c.fn for c in calls}) > 1:
         raise ValueError("profiling expects one compiled function per run")
-    return calls, calls[0].fn.lower(*calls[0].static, *calls[0].args).compile()
+    exe = calls[0].fn.lower(*calls[0].static, *calls[0].args).compile()
+
+    def run():
+        jax.block_until_ready([exe(*c.args) for c in calls])
+
+    return run, exe
 
 
 def seconds_without_convolutions(proxy, archs, batch, key, net, repeats: int = 2, **kw) -> float:
     """Best of ``repeats`` timed runs of the calls :func:`profile` times, compiled with
     :func:`stand_in_convolutions` (after a warm-up run)."""
     with stand_in_convolutions(), scoring.precision(proxy):
-        calls, exe = _compiled(proxy, archs, batch, key, net, **kw)
-
-        def run():
-            jax.block_until_ready([exe(*c.args) for c in calls])
-
+        run, _ = _compiled(proxy, archs, batch, key, net, **kw)
         run()
         times = []
         for _ in range(repeats):
