@@ -1,4 +1,4 @@
-"""Genetic CNN on real MNIST at CPU scale (the survey's "Thiết kế cho MNIST").
+"""Genetic CNN on real MNIST at CPU scale ("Thiết kế cho MNIST" in the survey (docs/references.md)).
 
     python -m experiments.genetic_cnn_mnist --data-dir ../shared/data --out runs/genetic_cnn_mnist
 

@@ -1,5 +1,5 @@
-"""GNAS on a multi-attribute task built from real MNIST: digit, odd and >= 5 (the survey's
-Algorithm 10; Huang et al., ACM MM 2018).
+"""GNAS on a multi-attribute task built from real MNIST: digit, odd and >= 5
+(Algorithm 10 of the survey, docs/references.md; Huang et al., ACM MM 2018).
 
     python -m experiments.gnas_multiattr --data-dir ../shared/data --out runs/gnas_multiattr
 

@@ -1,4 +1,4 @@
-"""psoCNN on real MNIST at CPU scale (the survey's Algorithm 11; Fernandes Junior & Yen 2019).
+"""psoCNN on real MNIST at CPU scale (the psoCNN section of the survey (docs/references.md); Fernandes Junior & Yen 2019).
 
     python -m experiments.psocnn_mnist --data-dir ../shared/data --out runs/psocnn_mnist
 

@@ -1,6 +1,6 @@
 """TTSA: two-timescale stochastic approximation for bilevel problems (Hong, Wai, Wang &
 Yang, "A Two-Timescale Stochastic Algorithm Framework for Bilevel Optimization", 2020;
-the survey's Algorithm 10):
+Algorithm 10 of the survey (docs/references.md)):
 
     y_{k+1} = y_k - beta_k grad_y g(x_k, y_k)
     x_{k+1} = proj_X(x_k - alpha_k h(x_k, y_{k+1}))

@@ -4,7 +4,7 @@ Each stage: a default input node (3x3 conv-BN-ReLU) feeds every node without inp
 sums its inputs and applies 3x3 conv-BN-ReLU; nodes without outputs are summed into a
 default output node (3x3 conv-BN-ReLU); nodes with neither inputs nor outputs are dropped.
 Stages are followed by 2x2 max pooling, the network by a fully connected classifier on the
-flattened features (the survey's design: "pooling, then fully connected"; a global average
+flattened features (the design of the survey (docs/references.md): "pooling, then fully connected"; a global average
 pool instead loses where the strokes are and reached only 37% on MNIST in a test run). The topology differs per genome, so the genome is static (``select="static"``).
 """
 

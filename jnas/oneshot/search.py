@@ -1,6 +1,6 @@
 """One-shot bilevel search loop shared by DARTS, PC-DARTS and P-DARTS.
 
-The survey's DARTS-as-TTSA form (Algorithm 11 with the Algorithm 10 update order)::
+The DARTS-as-TTSA form of the survey (docs/references.md; Algorithm 11 with the Algorithm 10 update order)::
 
     w_{k+1} = w_k - B_k grad_w L_train(w_k, a_k)              (optax SGD, momentum, cosine)
     a_{k+1} = a_k - A_k hypergrad L_val(w_{k+1}, a_k)          (optax Adam)

@@ -6,7 +6,7 @@ of its images, E_k = sum_ij log(|C_k[i, j]| + t), t = 1e-5 (divided by the numbe
 rows of C_k when the batch has more than tau = 100 classes). The score is
 sum_k |E_k| for K <= tau classes, else the mean pairwise |E_i - E_j| over i < j.
 
-Departure: the survey's reference code sums the pairwise term over ordered pairs and
+Departure: the reference code in the survey (docs/references.md) sums the pairwise term over ordered pairs and
 divides by the number of classes; jnas follows the formula (unordered pairs, divided by
 the number of pairs). The two differ by a positive factor, so rankings agree. The
 K <= tau branch, the one used for CIFAR-10, is identical.

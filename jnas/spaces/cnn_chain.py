@@ -1,5 +1,5 @@
 """Variable-length chains of conv / pool / fully connected layers: psoCNN's search space
-(Fernandes Junior & Yen, Swarm and Evolutionary Computation 2019; the survey's Algorithm 11).
+(Fernandes Junior & Yen, Swarm and Evolutionary Computation 2019; the psoCNN section of the survey (docs/references.md)).
 
 A chain is a feature block of conv and pooling layers (it always starts with a conv), then a
 block of hidden fully connected layers; once a fully connected layer appears, every later

@@ -1,4 +1,4 @@
-"""Genetic-CNN binary stage space (Xie & Yuille, ICCV 2017; the survey's Algorithm 5).
+"""Genetic-CNN binary stage space (Xie & Yuille, ICCV 2017; Algorithm 5 of the survey (docs/references.md)).
 
 A network has S stages; stage s has K_s ordered nodes (each a conv-BN-ReLU), and one bit
 per node pair (i, j), i < j, says whether node i feeds node j: K_s (K_s - 1) / 2 bits, in the

@@ -1,6 +1,6 @@
 """Tree-structured multi-attribute networks: GNAS's search space (Huang et al., "GNAS: A Greedy
-Neural Architecture Search Method for Multi-Attribute Learning", ACM MM 2018; the survey's
-Algorithm 10).
+Neural Architecture Search Method for Multi-Attribute Learning", ACM MM 2018;
+Algorithm 10 of the survey (docs/references.md)).
 
 A network has M layers; layer l holds B_l blocks of feature maps. B_1 = 1 (the input
 image) and B_M = N (one block per attribute: its prediction). Every block of layer l + 1

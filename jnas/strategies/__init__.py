@@ -39,7 +39,7 @@ STRATEGIES = {
     "bananas": bananas,
     "gea": _gea,  # proxy-screened children: params proxy by default (see _gea)
     # Genetic-CNN's GA on NB201 cells as categorical genomes (6 genes of 5 ops); r_C 4 and
-    # r_M 2 as in the survey would swap/change most of a 6-gene genome, so NB201 uses 2 and 1.
+    # r_M 2 as in the survey (docs/references.md) would swap/change most of a 6-gene genome, so NB201 uses 2 and 1.
     "bo": bayesopt.gp_bo,  # GP (path encoding) + expected improvement over every unevaluated cell
     "ga": lambda **kw: genetic_cnn(_nb201.NUM_EDGES, num_values=_nb201.NUM_OPS, **{"r_c": 2, "r_m": 1, **kw}),
 }

@@ -1,4 +1,4 @@
-"""Bayesian optimisation with a Gaussian process on architecture encodings (the survey's BO
+"""Bayesian optimisation with a Gaussian process on architecture encodings (the BO section of the survey (docs/references.md)
 section; encodings as in White et al., BANANAS, AAAI 2021).
 
 * Encodings of NB201 cells: ``onehot`` (6 edges x 5 ops = 30 bits) and ``path`` (one bit per

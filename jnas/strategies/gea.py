@@ -1,5 +1,5 @@
-"""Guided evolutionary algorithm, GEA (Lopes, Santos & Alexandre, 2023; the survey's
-Algorithm 7): aging evolution whose children are pre-screened by a zero-cost proxy.
+"""Guided evolutionary algorithm, GEA (Lopes, Santos & Alexandre, 2023;
+Algorithm 7 of the survey (docs/references.md)): aging evolution whose children are pre-screened by a zero-cost proxy.
 
 1. Score ``candidates`` random cells with the proxy; the best ``population`` of them are
    evaluated (queried one per ask) and form the population.

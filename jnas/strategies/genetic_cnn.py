@@ -1,4 +1,4 @@
-"""Genetic-CNN genetic algorithm (Xie & Yuille, ICCV 2017), as the survey's Algorithm 5 gives it:
+"""Genetic-CNN genetic algorithm (Xie & Yuille, ICCV 2017), as Algorithm 5 of the survey (docs/references.md) gives it:
 
 * initial population: N random genomes (Bernoulli(0.5) bits, or uniform values);
 * selection: N parents by roulette wheel, P(i) = f_i / sum f (fitness shifted to be >= 0);

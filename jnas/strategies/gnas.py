@@ -1,5 +1,5 @@
 """GNAS: greedy search of a tree-structured multi-attribute network with weight sharing
-(Huang et al., ACM MM 2018; the survey's Algorithm 10), on :mod:`jnas.spaces.tree` with the
+(Huang et al., ACM MM 2018; Algorithm 10 of the survey (docs/references.md)), on :mod:`jnas.spaces.tree` with the
 supernet :class:`jnas.nets.tree.TreeSupernet`.
 
 The reward of a tree is the mean over attributes of the validation accuracy,

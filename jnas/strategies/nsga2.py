@@ -1,4 +1,4 @@
-"""NSGA-II (Deb, Pratap, Agarwal & Meyarivan, IEEE TEC 2002; the survey's Algorithm 8):
+"""NSGA-II (Deb, Pratap, Agarwal & Meyarivan, IEEE TEC 2002; Algorithm 9 of the survey (docs/references.md)):
 fast non-dominated sorting, crowding distance, binary tournament on (rank, crowding),
 uniform crossover and mutation, elitist (mu + lambda) survival. All objectives are
 maximised (negate a column to minimise it). Jittable; ``population`` offspring per ask.

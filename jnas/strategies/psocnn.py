@@ -1,5 +1,5 @@
 """psoCNN: particle swarm optimisation of variable-length CNN chains (Fernandes Junior & Yen,
-Swarm and Evolutionary Computation 2019; the survey's Algorithm 11), on :mod:`jnas.spaces.cnn_chain`.
+Swarm and Evolutionary Computation 2019; the psoCNN section of the survey (docs/references.md)), on :mod:`jnas.spaces.cnn_chain`.
 
 A particle is a chain of layers. Its velocity is a list of per-position actions built from two
 *differences*, ``gBest - P`` and ``pBest - P``:

@@ -1,4 +1,4 @@
-"""Regularized (aging) evolution, REA (Real et al., AAAI 2019; the survey's Algorithm 6).
+"""Regularized (aging) evolution, REA (Real et al., AAAI 2019; Algorithm 6 of the survey (docs/references.md)).
 
 The first ``population`` evaluations are random. Afterwards each step samples ``sample_size``
 members uniformly (with replacement, as NB201's reference code does), mutates the fittest of

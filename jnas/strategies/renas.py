@@ -1,4 +1,4 @@
-"""RENAS, reinforced evolutionary NAS (Chen et al., CVPR 2019; the survey's Algorithm 6 with a
+"""RENAS, reinforced evolutionary NAS (Chen et al., CVPR 2019; Algorithms 8.1 and 8.2 of the survey (docs/references.md), aging evolution with a
 learned mutation): aging evolution whose mutation is chosen by a controller.
 
 The controller is a linear policy on the parent's one-hot encoding: it picks the edge to

@@ -36,5 +36,5 @@ def cosine_lr(lr: float, total_steps: int, step: int, lr_min: float = 0.0) -> fl
 
 
 def adam_cosine(lr: float, total_steps: int, *, weight_decay: float = 0.0, lr_min: float = 0.0) -> optax.GradientTransformation:
-    """Adam with cosine decay (the survey's Genetic-CNN MNIST runs use Adam at lr 0.01)."""
+    """Adam with cosine decay (the Genetic-CNN MNIST runs of the survey (docs/references.md) use Adam at lr 0.01)."""
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(cosine_schedule(lr, total_steps, lr_min)))
