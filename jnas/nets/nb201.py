@@ -38,12 +38,14 @@ fisher the difference decides the published correlation (see the README).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from jnas.nets.layers import (
@@ -340,6 +342,14 @@ class NB201Network(nn.Module):
 
 
 def cost_tables(net: NB201Network, resolution: int = 32, in_channels: int = 3) -> dict[str, Array]:
+    """Parameter and MAC counts of ``net`` split into a fixed part and per-(edge, op) parts
+    (see :func:`_cost_tables`, which does the work once per network and input shape:
+    tracing the full network takes seconds)."""
+    return {k: jnp.asarray(v) for k, v in _cost_tables(net, int(resolution), int(in_channels)).items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _cost_tables(net: NB201Network, resolution: int, in_channels: int) -> dict[str, np.ndarray]:
     """Parameter and MAC counts of ``net`` split into a fixed part and per-(edge, op) parts.
 
     The cost of architecture ``a`` is ``fixed + sum_e per_op[e, a[e]]`` (see
@@ -378,10 +388,10 @@ def cost_tables(net: NB201Network, resolution: int = 32, in_channels: int = 3) -
             params_op[e][o] += size
             macs_op[e][o] += macs
     return {
-        "params_fixed": jnp.asarray(params_fixed, jnp.float32),
-        "params_per_op": jnp.asarray(params_op, jnp.float32),
-        "macs_fixed": jnp.asarray(macs_fixed, jnp.float32),
-        "macs_per_op": jnp.asarray(macs_op, jnp.float32),
+        "params_fixed": np.asarray(params_fixed, np.float32),
+        "params_per_op": np.asarray(params_op, np.float32),
+        "macs_fixed": np.asarray(macs_fixed, np.float32),
+        "macs_per_op": np.asarray(macs_op, np.float32),
     }
 
 

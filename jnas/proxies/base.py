@@ -29,6 +29,9 @@ class Proxy(NamedTuple):
         :func:`jnas.proxies.scoring.score` does on CPU.
       cpu_conv_library: the library that ran its convolutions fastest on CPU (``"ynnpack"``,
         XLA's default, or ``"eigen"``; see :mod:`jnas.nets.conv`), measured by scoring.
+      reads_weights: False for proxies computed from the network's structure alone (params,
+        FLOPs): ``fn`` then gets empty variables (``{}``) instead of an initialisation, which
+        for the full NB201 network costs 20-30 s of compilation on CPU.
     """
 
     name: str
@@ -40,6 +43,7 @@ class Proxy(NamedTuple):
     weight_grads: bool = False
     reverse_only: bool = False
     cpu_conv_library: str = "ynnpack"
+    reads_weights: bool = True
 
 
 def forward(net: nn.Module, variables: dict, x: Array, arch: Array, train: bool = True) -> Any:

@@ -18,5 +18,5 @@ def flops(net, variables, arch, x, y):
     return arch_cost(t["macs_fixed"], t["macs_per_op"], arch) / 1e6
 
 
-PARAMS = Proxy("params", params, batch_size=None)
-FLOPS = Proxy("flops", flops, batch_size=None)
+PARAMS = Proxy("params", params, batch_size=None, reads_weights=False)
+FLOPS = Proxy("flops", flops, batch_size=None, reads_weights=False)

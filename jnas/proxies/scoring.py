@@ -181,7 +181,10 @@ def prepare(proxy: Proxy, net: nn.Module, select: str, key, x, arch0, conv_grads
     if hasattr(net, "skip_unread"):
         net = net.clone(skip_unread=select == "switch")
     with precision(proxy):
-        variables = _init(net, key, x, arch0)
+        if proxy.reads_weights:
+            variables = _init(net, key, x, arch0)
+        else:  # computed from the network's structure: no initialisation to compile
+            variables = {}
     return net, variables
 
 

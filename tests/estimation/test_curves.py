@@ -1,4 +1,4 @@
-"""Learning-curve models: the survey's formulas, parameter recovery from noisy synthetic
+"""Learning-curve models: the formulas of the survey (docs/references.md), parameter recovery from noisy synthetic
 curves, and Domhan et al.'s MCMC ensemble on a curve with a known end."""
 
 import math
@@ -57,12 +57,16 @@ def test_fit_recovers_parameters_from_a_noisy_curve(name):
     assert fit.sse < 100 * 0.002**2 * 2  # about the noise, not more
 
 
-def test_ensemble_predicts_the_end_of_a_curve_and_the_stop_probability():
+@pytest.mark.parametrize("names", [
+    ("pow3", "log_power", "hill3", "ilog2"),  # four of the models: the fast case
+    pytest.param(None, marks=pytest.mark.slow),  # all eleven (least squares from nine starts each)
+])
+def test_ensemble_predicts_the_end_of_a_curve_and_the_stop_probability(names):
     x = np.arange(1, 101.0)
     p = (0.9, 0.6, 0.7)
     y = curves.evaluate("pow3", p, x) + 0.005 * np.asarray(jax.random.normal(jax.random.key(0), (100,)))
     truth = float(curves.evaluate("pow3", p, 100.0))
-    post = curves.fit_ensemble(x[:30], y[:30], 100, jax.random.key(0), walkers=64, steps=300, burn=150)
+    post = curves.fit_ensemble(x[:30], y[:30], 100, jax.random.key(0), names=names, walkers=64, steps=300, burn=150)
     mean = float(post.mean([100.0])[0])
     # Seeing 30 of 100 epochs, the prediction is closer to the truth than the last-value baseline.
     assert abs(mean - truth) < 0.02 and abs(mean - truth) < abs(curves.baseline_last(y[:30]) - truth)

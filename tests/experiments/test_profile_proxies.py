@@ -122,7 +122,7 @@ def test_stand_in_convolutions_skip_the_arithmetic_and_restore_it():
     net = NB201Network(C=4, N=1, conv_grads="explicit")
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
     arch = space.from_string("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
-    variables = net.init(jax.random.key(1), x, arch)
+    variables = jax.jit(net.init)(jax.random.key(1), x, arch)
     f = jax.jit(lambda v, x: jax.grad(lambda x: net.apply(v, x, arch, mutable=["batch_stats"])[0].sum())(x))
     real = f(variables, x)
     stem = jax.jit(lambda x, k: conv.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=conv.NHWC))

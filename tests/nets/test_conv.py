@@ -110,7 +110,7 @@ def test_network_gradients_agree_and_forward_mode_is_refused(key):
     fast = net.clone(conv_grads="explicit")
     x = jax.random.normal(key, (4, 8, 8, 3))
     a = jnp.array([3, 2, 1, 4, 3, 2])
-    v = net.init(key, x, a)
+    v = jax.jit(net.init)(key, x, a)
 
     def loss(n):
         return lambda p, x: jnp.sum(n.apply({**v, "params": p}, x, a, mutable=["batch_stats"])[0] ** 2)

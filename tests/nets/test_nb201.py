@@ -33,7 +33,7 @@ def test_param_count_of_subnetwork_equals_leaves_it_uses(key):
     # Independent count: build the network, then count by hand the parameter leaves the
     # architecture touches (its ops' leaves on every cell plus everything outside cells).
     net = NB201Network(C=4, N=2)
-    variables = jax.jit(net.init)(key, jnp.zeros((1, 32, 32, 3)), jnp.zeros(6, jnp.int32))
+    variables = jax.eval_shape(net.init, key, jnp.zeros((1, 32, 32, 3)), jnp.zeros(6, jnp.int32))  # shapes suffice
     t = cost_tables(net)
     a = np.array([3, 2, 0, 1, 3, 4])
     total = 0
@@ -44,7 +44,7 @@ def test_param_count_of_subnetwork_equals_leaves_it_uses(key):
             e = int(edges[0].split("_")[1])
             if names[names.index(edges[0]) + 1] != sp.OPS[a[e]]:
                 continue
-        total += leaf.size
+        total += int(np.prod(leaf.shape))
     assert float(arch_cost(t["params_fixed"], t["params_per_op"], jnp.asarray(a))) == total
 
 
@@ -107,19 +107,20 @@ def test_all_none_cell_gives_input_independent_logits(key, tiny_net):
     x = jax.random.normal(key, (3, 8, 8, 3))
     a = jnp.zeros(6, jnp.int32)
     variables = jax.jit(tiny_net.init)(key, x, a)
-    y = tiny_net.apply(variables, x, a, mutable=["batch_stats"])[0]
+    y = jax.jit(lambda v: tiny_net.apply(v, x, a, mutable=["batch_stats"])[0])(variables)
     np.testing.assert_allclose(y, jnp.broadcast_to(y[0], y.shape), atol=1e-6)
 
 
 def test_low_fidelity_sizes_and_bad_select(key):
+    # Shapes only: jax.eval_shape traces init and apply without compiling them.
     net = NB201Network(C=8, N=1, num_classes=5)
     x = jnp.zeros((2, 16, 16, 3))
-    variables = jax.jit(net.init)(key, x, jnp.zeros(6, jnp.int32))
-    y = net.apply(variables, x, jnp.full(6, 3), mutable=["batch_stats"])[0]
+    variables = jax.eval_shape(net.init, key, x, jnp.zeros(6, jnp.int32))
+    y = jax.eval_shape(lambda v: net.apply(v, x, jnp.full(6, 3), mutable=["batch_stats"])[0], variables)
     chex.assert_shape(y, (2, 5))
     assert variables["params"]["classifier"]["kernel"].shape == (32, 5)
     with pytest.raises(ValueError, match="unknown select mode 'bogus'"):
-        NB201Network(select="bogus").init(key, x, jnp.zeros(6, jnp.int32))
+        jax.eval_shape(NB201Network(select="bogus").init, key, x, jnp.zeros(6, jnp.int32))
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -200,8 +201,8 @@ def test_search_cells_have_biased_convs_and_plain_batchnorm(key):
     x = jax.random.normal(key, (4, 8, 8, 3))
     a = jnp.array([3, 2, 1, 4, 3, 2])
     bench, search = NB201Network(C=4, N=1), NB201Network(C=4, N=1, cell_affine=False)
-    vb = bench.init(key, x, a)
-    vs = search.init(key, x, a)
+    vb = jax.jit(bench.init)(key, x, a)
+    vs = jax.jit(search.init)(key, x, a)
     flat_b = {tuple(p.key for p in path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(vb["params"])[0]}
     flat_s = {tuple(p.key for p in path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(vs["params"])[0]}
     in_cell = lambda path: path[0].startswith("cell_")  # noqa: E731
@@ -221,8 +222,8 @@ def test_search_cells_have_biased_convs_and_plain_batchnorm(key):
                 node[k] = dict(node[k])
                 node = node[k]
             node[p[-1]] = leaf
-    yb = bench.apply(vb, x, a, mutable=["batch_stats"])[0]
-    ys = search.apply({**vs, "params": params}, x, a, mutable=["batch_stats"])[0]
+    yb = jax.jit(lambda v: bench.apply(v, x, a, mutable=["batch_stats"])[0])(vb)
+    ys = jax.jit(lambda v: search.apply(v, x, a, mutable=["batch_stats"])[0])({**vs, "params": params})
     np.testing.assert_allclose(ys, yb, rtol=1e-4, atol=1e-5)
 
 
@@ -248,9 +249,13 @@ def test_codes_kernel_sums_every_executed_relu(key, partial):
 
     net = NB201Network(C=4, N=1, num_classes=3, codes=True, partial=partial)
     x = jax.random.normal(key, (5, 8, 8, 3))
-    archs = [np.zeros(6, np.int32), np.full(6, 3), np.array([3, 2, 1, 4, 3, 2]), np.array([4, 0, 2, 1, 1, 1]),
-             np.array([2, 2, 2, 0, 0, 0])]
+    archs = [np.zeros(6, np.int32), np.array([3, 2, 1, 4, 3, 2]), np.array([2, 2, 2, 0, 0, 0])]
     variables = net.init(key, x, jnp.asarray(archs[0]))
+
+    def kernel(select):  # one compilation serves every cell (the cell is an input)
+        return jax.jit(lambda x, arch: net.clone(select=select).apply(variables, x, arch, mutable=["batch_stats"])[0][1])
+
+    traced = {"switch": kernel("switch"), "mask": kernel("mask")}
     for a in archs:
         inputs = []
 
@@ -267,12 +272,12 @@ def test_codes_kernel_sums_every_executed_relu(key, partial):
         assert len(inputs) == 3 * sum(int(o) in (2, 3) for o in a) + 2 * 2 + 1
         c = np.concatenate(inputs, axis=1) > 0
         expected = (c.astype(np.float64) @ c.T + (~c).astype(np.float64) @ (~c).T)
-        for select in ("static", "switch", "mask"):
-            arch = a if select == "static" else jnp.asarray(a)
-            fn = lambda x: net.clone(select=select).apply(variables, x, arch, mutable=["batch_stats"])[0][1]
-            np.testing.assert_array_equal(np.asarray(jax.jit(fn)(x), np.float64), expected, err_msg=f"{a} {select}")
+        static = jax.jit(lambda x: net.clone(select="static").apply(variables, x, a, mutable=["batch_stats"])[0][1])
+        np.testing.assert_array_equal(np.asarray(static(x), np.float64), expected, err_msg=f"{a} static")
+        for select, fn in traced.items():
+            np.testing.assert_array_equal(np.asarray(fn(x, jnp.asarray(a)), np.float64), expected, err_msg=f"{a} {select}")
         weights = jax.nn.one_hot(jnp.asarray(a), sp.NUM_OPS)  # mixing weights: the same counts
-        got = net.clone(select="mask").apply(variables, x, weights, mutable=["batch_stats"])[0][1]
+        got = traced["mask"](x, weights)
         np.testing.assert_array_equal(np.asarray(got, np.float64), expected, err_msg=f"{a} weights")
 
 
@@ -303,7 +308,7 @@ def test_skipping_unread_edges_keeps_logits_and_codes(key):
     # the proxies' mode tests score switch, which skips, against mask, which does not.)
     net = NB201Network(C=4, N=1, num_classes=3, codes=True)
     x = jax.random.normal(key, (5, 8, 8, 3))
-    variables = net.init(key, x, jnp.zeros(6, jnp.int32))
+    variables = jax.jit(net.init)(key, x, jnp.zeros(6, jnp.int32))
     steps = {skip: jax.jit(lambda a, n=net.clone(skip_unread=skip): n.apply(variables, x, a, mutable=["batch_stats"]))
              for skip in (False, True)}  # one compilation per setting, the cell a traced argument
     for a, skipped in (([3, 3, 2, 3, 0, 0], (1, 2)), ([2, 4, 1, 1, 0, 0], (0, 1, 2))):

@@ -21,11 +21,13 @@ def test_one_hot_alpha_reproduces_the_standalone_network(key):
     x = jax.random.normal(key, (4, 16, 16, 3))
     net = os201.supernet(C=4, N=1)
     standalone = NB201Network(C=4, N=1)
+    init = jax.jit(standalone.init)  # one compilation of each serves both cells
+    ref_fn = jax.jit(lambda v, arch: standalone.apply(v, x, arch, mutable=["batch_stats"])[0])
+    out_fn = jax.jit(lambda v, arch: net.apply(v, x, os201.mixing_weights({"ops": 1e3 * jax.nn.one_hot(arch, 5)}), mutable=["batch_stats"])[0])
     for arch in ([3, 0, 1, 2, 4, 3], [1, 1, 0, 3, 2, 2]):
         arch = jnp.array(arch)
-        v = standalone.init(key, x, arch)  # same parameter tree as the supernet
-        ref = standalone.apply(v, x, arch, mutable=["batch_stats"])[0]
-        out = net.apply(v, x, os201.mixing_weights({"ops": 1e3 * jax.nn.one_hot(arch, 5)}), mutable=["batch_stats"])[0]
+        v = init(key, x, arch)  # same parameter tree as the supernet
+        ref, out = ref_fn(v, arch), out_fn(v, arch)
         np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
         assert jnp.all(os201.discretize({"ops": jax.nn.one_hot(arch, 5)}) == arch)
 
@@ -101,12 +103,13 @@ def test_partial_channel_supernet_shapes_and_bypass(key):
     x = jax.random.normal(key, (2, 16, 16, 3))
     net = os201.supernet(C=8, N=1, partial=4)
     alpha = os201.init_alpha(key, edge_norm=True)
-    v = net.init(key, x, os201.mixing_weights(alpha))
+    w = os201.mixing_weights(alpha)
+    v = jax.eval_shape(net.init, key, x, w)  # shapes only: traced, not compiled
     # Convs on edges see C/4 channels.
     assert v["params"]["cell_0_0"]["edge_0"]["nor_conv_3x3"]["conv"]["kernel"].shape == (3, 3, 2, 2)
-    assert net.apply(v, x, os201.mixing_weights(alpha), mutable=["batch_stats"])[0].shape == (2, 10)
+    assert jax.eval_shape(lambda v: net.apply(v, x, w, mutable=["batch_stats"])[0], v).shape == (2, 10)
     with pytest.raises(ValueError, match="partial=3"):
-        os201.supernet(C=8, N=1, partial=3).init(key, x, os201.mixing_weights(alpha))
+        jax.eval_shape(os201.supernet(C=8, N=1, partial=3).init, key, x, w)
 
 
 @pytest.mark.parametrize("module,stride,out", [
@@ -131,21 +134,21 @@ def test_factorized_reduce_reads_both_pixel_grids(key):
 
 
 def test_reduction_cell_and_supernet_shapes(key):
+    # Shapes only, so jax.eval_shape traces init and apply without compiling them.
     w = darts_cells.mixing_weights(darts_cells.init_alpha(key))
     s0, s1 = jnp.ones((2, 16, 16, 12)), jnp.ones((2, 16, 16, 12))
     for reduction, reduction_prev, s0_in, side in ((False, False, s0, 16), (True, False, s0, 8), (False, True, jnp.ones((2, 32, 32, 6)), 16)):
         cell = SearchCell(4, reduction, reduction_prev)
-        v = cell.init(key, s0_in, s1, w["normal"], True)
-        out = cell.apply(v, s0_in, s1, w["normal"], True, mutable=["batch_stats"])[0]
+        out, v = jax.eval_shape(lambda k: cell.init_with_output(k, s0_in, s1, w["normal"], True), key)
         assert out.shape == (2, side, side, 16)  # concat of 4 nodes of C=4 channels
     net = DartsSupernet(C=4, layers=3)
     x = jnp.ones((2, 16, 16, 3))
-    v = net.init(key, x, w)
-    assert net.apply(v, x, w, mutable=["batch_stats"])[0].shape == (2, 10)
+    out, v = jax.eval_shape(lambda k: net.init_with_output(k, x, w), key)
+    assert out.shape == (2, 10)
     # Cells 1 and 2 are reductions with doubled width: 4 -> 8 -> 16 channels per node.
     assert v["params"]["cell_2"]["preprocess1"]["conv"]["kernel"].shape == (1, 1, 32, 16)
     with pytest.raises(ValueError, match=r"weights\['reduce'\] must have shape \(14, 8\)"):
-        net.init(key, x, {"normal": w["normal"]})
+        jax.eval_shape(net.init, key, x, {"normal": w["normal"]})
 
 
 def test_darts_discretisation_matches_brute_force(key):

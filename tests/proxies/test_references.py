@@ -106,7 +106,7 @@ def test_jacobian_scores_against_finite_differences(x64, key):
 
 
 def _perclass_reference(jac, labels, t=1e-5, tau=100):
-    """The survey's per-class loop (GEA, Lopes et al.), formula version of the K > tau branch."""
+    """The per-class loop of the survey (docs/references.md) (GEA, Lopes et al.), formula version of the K > tau branch."""
     groups = {}
     for row, label in zip(jac, labels):
         groups.setdefault(int(label), []).append(row)
@@ -162,8 +162,9 @@ def test_synflow_equals_the_published_gradient_sum(x64, key):
     variables, x, y = _setup(net, key)
     absp = jax.tree.map(jnp.abs, variables["params"])
     ones = jnp.ones((1, 8, 8, 3))
+    grad_r = jax.jit(jax.grad(lambda p, arch: jnp.sum(forward(net, {"params": p}, ones, arch))))
     for arch in (ARCH, jnp.array([3, 3, 3, 3, 3, 3]), jnp.array([1, 4, 0, 2, 1, 4])):
-        g = jax.grad(lambda p: jnp.sum(forward(net, {"params": p}, ones, arch)))(absp)
+        g = grad_r(absp, arch)
         terms = jax.tree_util.tree_map_with_path(lambda path, p, d: jnp.sum(jnp.abs(p * d)) if is_kernel(path) else 0.0, absp, g)
         expected = sum(float(t) for t in jax.tree.leaves(terms))
         assert float(_score("synflow", net, variables, arch, x, y)) == pytest.approx(expected, rel=1e-10)
@@ -193,7 +194,7 @@ def _kernel_fd_grad(loss, params, h=1e-6):
     return unravel(jnp.zeros_like(flat).at[idx].set(vals))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def grad_setup():
     with jax.enable_x64(True):  # the float64 arrays it returns stay float64 afterwards
         return _grad_setup(jax.random.key(0))
@@ -213,17 +214,16 @@ def _kernel_leaves(tree):
     return [l for p, l in jax.tree_util.tree_flatten_with_path(tree)[0] if is_kernel(p)]
 
 
-def test_snip_and_grad_norm_against_finite_differences(x64, grad_setup):
-    net, variables, x, y, _, fd = grad_setup
+def test_pruning_scores_against_finite_differences(x64, grad_setup):
+    # One test for the three, so that the finite-difference gradient (grad_setup, the
+    # costly part) is computed once, not once per pytest-xdist worker.
+    net, variables, x, y, loss, fd = grad_setup
     thetas, grads = _kernel_leaves(variables["params"]), _kernel_leaves(fd)
     snip_ref = sum(float(jnp.sum(jnp.abs(t * g))) for t, g in zip(thetas, grads))
     norm_ref = sum(float(jnp.linalg.norm(g.ravel())) for g in grads)
     assert float(_score("snip", net, variables, ARCH, x, y)) == pytest.approx(snip_ref, rel=1e-6)
     assert float(_score("grad_norm", net, variables, ARCH, x, y)) == pytest.approx(norm_ref, rel=1e-6)
-
-
-def test_grasp_against_finite_difference_hessian_vector_product(x64, grad_setup):
-    net, variables, x, y, loss, fd = grad_setup
+    # grasp: -theta * (H g) against a central difference of the gradient along g.
     params = variables["params"]
     kmask = jax.tree_util.tree_map_with_path(lambda p, v: jnp.full_like(v, is_kernel(p)), params)
     g = jax.tree.map(lambda a, m: a * m, fd, kmask)
@@ -261,8 +261,9 @@ def test_fisher_against_intercepted_activations(x64, key, cell_affine):
             logits = forward(masked, variables, x, ARCH)
         return cross_entropy(logits, y), acts
 
-    _, acts = run(None)
-    grads, acts = jax.grad(run, has_aux=True)({k: jnp.zeros_like(v) for k, v in acts.items()})
+    _, shapes = jax.eval_shape(lambda: run(None))
+    zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+    grads, acts = jax.jit(jax.grad(run, has_aux=True))(zeros)
     kernels = {"/".join(p.key for p in path[:-1]): l for path, l in jax.tree_util.tree_flatten_with_path(variables["params"])[0] if is_kernel(path)}
     expected = 0.0
     for path, a in acts.items():

@@ -41,16 +41,32 @@ def _check_modes(name, small, combos):
         for mode in ("loop", "map"):
             got = proxies.score(name, archs, batch, key, net=net, mode=mode, select="switch", conv_grads="xla", chunk=2, progress=False)
             np.testing.assert_allclose(got, reference, rtol=2e-4, atol=1e-5, err_msg=f"{name} {mode}/switch/xla")
-    # A score depends on the architecture only, not on its chunk-mates: score one alone.
-    alone = proxies.score(name, archs[3:4], batch, key, net=net, progress=False)
+    # A score depends on the architecture only, not on its chunk-mates: score one alone
+    # (chunk 2 pads it with itself, and reuses the map/switch compilation above).
+    alone = proxies.score(name, archs[3:4], batch, key, net=net, chunk=2, progress=False)
     np.testing.assert_allclose(alone, reference[3:4], rtol=2e-4, atol=1e-5)
     return reference
 
 
-@pytest.mark.parametrize("name", ["naswot", "fisher"])
+@pytest.mark.parametrize("name", ["naswot", pytest.param("fisher", marks=pytest.mark.slow)])
 def test_modes_agree(name, small):
-    scores = _check_modes(name, small, COMBOS[:3])
+    # map/switch and vmap/mask against the loop/switch reference: each mode and each select
+    # once (loop/mask and map/mask are in the slow all-proxies test).
+    scores = _check_modes(name, small, [COMBOS[0], COMBOS[2]])
     assert np.all(np.isfinite(scores)) and len(np.unique(scores)) > 1
+
+
+def test_reverse_mode_proxy_agrees_with_the_loop_under_both_conv_gradients(small):
+    # The small twin of the fisher case above: lax.map with JAX's own convolution gradients
+    # gives the scores of the per-architecture loop with the written-out ones (two
+    # independent batching modes and two independent gradients in one comparison).
+    net, archs, batch = small
+    key = jax.random.key(0)
+    kw = dict(net=net, select="switch", chunk=2, progress=False)
+    reference = proxies.score("fisher", archs, batch, key, mode="loop", conv_grads="explicit", **kw)
+    assert np.all(np.isfinite(reference)) and len(np.unique(reference)) > 1
+    got = proxies.score("fisher", archs, batch, key, mode="map", conv_grads="xla", **kw)
+    np.testing.assert_allclose(got, reference, rtol=2e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -123,7 +139,7 @@ def test_bad_input_errors(small):
 
 
 _SPLIT = """
-import json, jax, numpy as np
+import json, sys, jax, numpy as np
 from experiments.cli import use_cpu_cores
 from jnas import proxies
 from jnas.nets import NB201Network
@@ -134,26 +150,28 @@ archs = sp.sample(jax.random.key(2), 5)
 net = NB201Network(C=2, N=1, num_classes=3)
 out = {"set": n, "local": jax.local_device_count()}
 kw = dict(net=net, chunk=2, progress=False)
-for name in ("naswot", "jacob_cov"):
-    out[name] = [proxies.score(name, archs, (x, y), jax.random.key(0), devices=d, **kw).tolist() for d in (1, 3)]
-out["vmap"] = [proxies.score("jacob_cov", archs, (x, y), jax.random.key(0), mode="vmap", devices=d, **kw).tolist() for d in (1, 3)]
+name, modes = sys.argv[1], sys.argv[2].split(",")
+for mode in modes:
+    out[mode] = [proxies.score(name, archs, (x, y), jax.random.key(0), mode=mode, devices=d, **kw).tolist() for d in (1, 3)]
 print(json.dumps(out))
 """
 
 
-def test_chunks_split_over_devices_give_the_same_scores():
+@pytest.mark.parametrize("name,modes", [("naswot", "map"), pytest.param("jacob_cov", "map,vmap", marks=pytest.mark.slow)])
+def test_chunks_split_over_devices_give_the_same_scores(name, modes):
     # A fresh process with three CPU devices (experiments.cli.use_cpu_cores, from
     # JNAS_CPU_DEVICES): each chunk of 2 is rounded up to 3, one architecture per device,
     # and the five scores (the last chunk padded) must equal the single-device ones.
+    # naswot in lax.map (forward only) is the fast case; jacob_cov adds a backward pass and vmap.
     env = {**os.environ, "JNAS_CPU_DEVICES": "3", "XLA_FLAGS": ""}
-    run = subprocess.run([sys.executable, "-c", _SPLIT], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    run = subprocess.run([sys.executable, "-c", _SPLIT, name, modes], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["set"] == 3 and out["local"] == 3
-    for name in ("naswot", "jacob_cov", "vmap"):
-        one, split = out[name]
+    for mode in modes.split(","):
+        one, split = out[mode]
         assert len(split) == 5
-        np.testing.assert_allclose(split, one, rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(split, one, rtol=1e-6, err_msg=f"{name} {mode}")
 
 
 def test_cpu_devices_setting_is_checked(monkeypatch):

@@ -86,7 +86,7 @@ def test_dead_edges_do_not_change_the_network(key):
     net = NB201Network(C=2, N=1, num_classes=3)
     x = jax.random.normal(key, (4, 8, 8, 3))
     base = jnp.array([0, 3, 2, 1, 4, 2])
-    variables = net.init(key, x, base)
+    variables = jax.jit(net.init)(key, x, base)
     apply = jax.jit(lambda a: net.apply(variables, x, a, mutable=["batch_stats"])[0])
     out = apply(base)
     for op12 in range(5):

@@ -29,14 +29,15 @@ def test_renas_children_are_one_edit_and_the_controller_learns_not_to_break_the_
         return f, f
 
     s = renas.renas(lr=0.05)
+    ask, tell = jax.jit(s.ask), jax.jit(s.tell)  # one compilation each for the 300 steps
     k_init, k_run = jax.random.split(jax.random.key(0))
     state = s.init(k_init)
     for t, k in enumerate(jax.random.split(k_run, 300)):
         ka, kt = jax.random.split(k)
-        a, new = s.ask(ka, state)
+        a, new = ask(ka, state)
         if t >= 10:
             assert int(jnp.sum(a[0] != new.parent)) == 1  # one edit of the tournament winner
-        state, _ = s.tell(kt, a, fitness(a)[0], new)
+        state, _ = tell(kt, a, fitness(a)[0], new)
     assert np.all(np.asarray(state.fitness) == 10.0)  # the population found op 3 on edge 0
     # Mutating edge 0 now costs 10 (negative reward); the controller learned to avoid it.
     p0 = [float(jax.nn.softmax(state.policy["We"] @ jax.nn.one_hot(p, 5).ravel() + state.policy["be"])[0])
