@@ -1,7 +1,7 @@
 """Learning-curve extrapolation (Domhan, Springenberg & Hutter, IJCAI 2015).
 
 Eleven parametric models of accuracy y (a fraction in [0, 1]) against epoch x >= 1, as
-listed in the survey (docs/references.md) (``../shared/seeds``, "Ngoại suy đường cong học tập") and in Domhan et
+listed in the survey (docs/references.md; its table "Ngoại suy đường cong học tập") and in Domhan et
 al.'s Table 1:
 
 =================  ==============================================

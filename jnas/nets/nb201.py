@@ -342,14 +342,6 @@ class NB201Network(nn.Module):
 
 
 def cost_tables(net: NB201Network, resolution: int = 32, in_channels: int = 3) -> dict[str, Array]:
-    """Parameter and MAC counts of ``net`` split into a fixed part and per-(edge, op) parts
-    (see :func:`_cost_tables`, which does the work once per network and input shape:
-    tracing the full network takes seconds)."""
-    return {k: jnp.asarray(v) for k, v in _cost_tables(net, int(resolution), int(in_channels)).items()}
-
-
-@functools.lru_cache(maxsize=64)
-def _cost_tables(net: NB201Network, resolution: int, in_channels: int) -> dict[str, np.ndarray]:
     """Parameter and MAC counts of ``net`` split into a fixed part and per-(edge, op) parts.
 
     The cost of architecture ``a`` is ``fixed + sum_e per_op[e, a[e]]`` (see
@@ -361,6 +353,13 @@ def _cost_tables(net: NB201Network, resolution: int, in_channels: int) -> dict[s
     Returns:
       ``{"params_fixed": (), "params_per_op": (6, 5), "macs_fixed": (), "macs_per_op": (6, 5)}``.
     """
+    return {k: jnp.asarray(v) for k, v in _cost_tables(net, int(resolution), int(in_channels)).items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _cost_tables(net: NB201Network, resolution: int, in_channels: int) -> dict[str, np.ndarray]:
+    """The work of :func:`cost_tables`, once per network and input shape (tracing the full
+    network takes seconds); numpy arrays, not to be modified."""
     x = jax.ShapeDtypeStruct((1, resolution, resolution, in_channels), jnp.float32)
     arch = jax.ShapeDtypeStruct((space.NUM_EDGES,), jnp.int32)
     shapes = jax.eval_shape(lambda x, a: net.init(jax.random.key(0), x, a), x, arch)["params"]

@@ -265,7 +265,7 @@ def calls(
     if int(y.max()) >= net.num_classes or int(y.min()) < 0:
         raise ValueError(f"labels must lie in 0..{net.num_classes - 1} (the network's classes), got {int(y.min())}..{int(y.max())}")
     net, variables = prepare(proxy, net, select, key, x, archs[0], conv_grads)
-    if init == "per_arch":
+    if init == "per_arch" and proxy.reads_weights:  # structure-only proxies need no weights at all
         variables = None
     batched = _map if mode == "map" else _vmap
     if devices > 1:

@@ -237,8 +237,12 @@ def test_relu_kernel_counts_agreements_exactly(key):
     np.testing.assert_array_equal(np.asarray(jax.jit(relu_kernel)(x), np.float64), expected)
 
 
-@pytest.mark.parametrize("partial", [1, pytest.param(2, marks=pytest.mark.slow)])
-def test_codes_kernel_sums_every_executed_relu(key, partial):
+@pytest.mark.parametrize("partial,cells", [
+    (1, (0, 2, 4)),  # no conv edge, a mixed cell, a node no conv reads: the fast case
+    pytest.param(1, range(5), marks=pytest.mark.slow),
+    pytest.param(2, range(5), marks=pytest.mark.slow),
+])
+def test_codes_kernel_sums_every_executed_relu(key, partial, cells):
     # The NASWOT kernel the network returns (one kernel per node, times the conv edges
     # leaving it) against every ReLU input recorded from a concrete, un-jitted run, for
     # cells with and without conv edges and with nodes no conv reads; every select mode
@@ -249,7 +253,9 @@ def test_codes_kernel_sums_every_executed_relu(key, partial):
 
     net = NB201Network(C=4, N=1, num_classes=3, codes=True, partial=partial)
     x = jax.random.normal(key, (5, 8, 8, 3))
-    archs = [np.zeros(6, np.int32), np.array([3, 2, 1, 4, 3, 2]), np.array([2, 2, 2, 0, 0, 0])]
+    archs = [np.zeros(6, np.int32), np.full(6, 3), np.array([3, 2, 1, 4, 3, 2]), np.array([4, 0, 2, 1, 1, 1]),
+             np.array([2, 2, 2, 0, 0, 0])]
+    archs = [archs[i] for i in cells]
     variables = net.init(key, x, jnp.asarray(archs[0]))
 
     def kernel(select):  # one compilation serves every cell (the cell is an input)
