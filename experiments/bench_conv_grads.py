@@ -27,10 +27,9 @@ import matplotlib.pyplot as plt
 from jax import lax
 from tqdm.auto import tqdm
 
-from experiments.bench_proxies import seconds_per_call
-from experiments.cli import parse, prepare_out
-from experiments.plots import save_figure
+from experiments.common import parse, prepare_out, save_figure
 from jnas.nets.conv import NHWC, CONV_GRADS, conv_fn
+from jnas.proxies.roofline import seconds_per_call
 
 SETTINGS = ("plain", "switch", "map")
 WRT = ("input", "kernel")

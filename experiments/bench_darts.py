@@ -31,8 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments.cli import parse, prepare_out
-from experiments.plots import save_figure
+from experiments.common import parse, prepare_out, save_figure
 from jnas.data import load_cifar10_subset
 from jnas.oneshot import SearchConfig, init_state, make_step
 from jnas.oneshot import nb201 as os201

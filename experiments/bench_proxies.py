@@ -21,7 +21,7 @@ convolution of the network's first stage (batch 64, 32x32, 16 -> 16 channels) on
 the rate the network's small convolutions reach outside any proxy.
 
 Like every experiment it gives JAX one CPU device per core (``JNAS_CPU_DEVICES``, see
-:func:`experiments.cli.use_cpu_cores`): the ``map`` and ``vmap`` rows split each chunk over
+:func:`experiments.common.use_cpu_cores`): the ``map`` and ``vmap`` rows split each chunk over
 them, the ``loop`` rows run on one device, and the matmul rate is that of one device (which
 uses every core).
 
@@ -44,11 +44,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
-from experiments.cli import parse, prepare_out
-from experiments.plots import save_figure
+from experiments.common import parse, prepare_out, save_figure
 from jnas import proxies
+from jnas.proxies.roofline import PASSES, conv_gflops, flop_bound_s, matmul_gflops, network_dtype
 from jnas.data import load_cifar10_subset
-from jnas.nets import NB201Network, arch_cost, cost_tables
+from jnas.nets import NB201Network, cost_tables
 from jnas.nets.conv import CONV_GRADS, CONV_LIBRARIES
 from jnas.spaces import nb201 as space
 
@@ -61,13 +61,6 @@ COMBOS = (
     ("vmap", "mask", None, None),
 )
 BASELINE = ("loop", "switch", "xla", "ynnpack")
-# Network passes per score, counting a backward pass as 2 forwards when it produces
-# weight gradients and 1 when it stops at the input/activations.
-# Proxies whose network runs in float64 (naswot only takes its log-determinant in float64).
-FLOAT64_NETWORK = {"synflow"}
-PASSES = {"naswot": 1, "jacob_cov": 2, "jacob_perclass": 2, "fisher": 2, "synflow": 3, "snip": 3, "grad_norm": 3, "grasp": 7}
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
     proxies: str = dataclasses.field(default="naswot,jacob_cov,synflow", metadata={"help": "comma list or 'all'"})
@@ -77,52 +70,8 @@ class Config:
     repeats: int = dataclasses.field(default=2, metadata={"help": "steady calls timed per row (the best counts)"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/bench_proxies", metadata={"help": "output folder"})
+    matmul_n: int = dataclasses.field(default=2048, metadata={"help": "side of the matmul that measures the machine's peak rate"})
     seed: int = 0
-
-
-def network_dtype(name: str) -> str:
-    """The float type the proxy's network runs in (float64 for :data:`FLOAT64_NETWORK`)."""
-    return "float64" if name in FLOAT64_NETWORK else "float32"
-
-
-def flop_bound_s(name: str, archs, batch_size: int, costs: dict, gflops: float) -> float:
-    """Seconds the architectures' MACs (x 2 FLOPs, x batch, x the proxy's :data:`PASSES`)
-    would take at ``gflops``: the FLOP bound the measured times are read against."""
-    macs = float(jnp.sum(arch_cost(costs["macs_fixed"], costs["macs_per_op"], archs)))
-    return macs * 2 * batch_size * PASSES.get(name, 1) / (gflops * 1e9)
-
-
-def seconds_per_call(f, args, reps: int) -> float:
-    """Mean seconds per call of jitted ``f(*args)`` over ``reps`` calls, after a warm-up call."""
-    jax.block_until_ready(f(*args))
-    t = time.perf_counter()
-    for _ in range(reps):
-        r = f(*args)
-    jax.block_until_ready(r)
-    return (time.perf_counter() - t) / reps
-
-
-def _rate(f, args, flops: float, reps: int, trials: int = 5) -> float:
-    """Best GFLOP/s of jitted ``f(*args)`` doing ``flops`` per call over ``trials`` timings of
-    ``reps`` calls: the reference rates the proxies are measured against are peaks, so a
-    slow trial (another process on a shared core) must not lower them."""
-    return flops / min(seconds_per_call(f, args, reps) for _ in range(trials)) / 1e9
-
-
-def matmul_gflops(n: int = 2048, reps: int = 10, dtype=jnp.float32) -> float:
-    """Measured n x n matmul rate of the default device in ``dtype``, GFLOP/s."""
-    with jax.enable_x64(dtype == jnp.float64):
-        a = jax.random.normal(jax.random.key(0), (n, n), dtype)
-        return _rate(jax.jit(lambda a: a @ a), (a,), 2 * n**3, reps)
-
-
-def conv_gflops(batch: int = 64, side: int = 32, channels: int = 16, reps: int = 20) -> float:
-    """Measured float32 rate of one 3x3 'SAME' convolution of NB201's first stage, GFLOP/s."""
-    kx, kw = jax.random.split(jax.random.key(0))
-    x = jax.random.normal(kx, (batch, side, side, channels), jnp.float32)
-    w = jax.random.normal(kw, (3, 3, channels, channels), jnp.float32)
-    conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
-    return _rate(conv, (x, w), 2 * batch * side * side * channels * channels * 9, reps)
 
 
 def time_scores(proxy, archs, batch, key, mode, select, conv_grads, conv_library, chunk, repeats: int = 1) -> tuple[float, list[float]]:
@@ -178,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     combos = parse_combos(cfg.combos)
     out = prepare_out(cfg.out, cfg, resume_keys=())
     x, y = load_cifar10_subset(cfg.data_dir, "train")
-    gflops = {"float32": matmul_gflops(), "float64": matmul_gflops(dtype=jnp.float64)}
+    gflops = {"float32": matmul_gflops(cfg.matmul_n), "float64": matmul_gflops(cfg.matmul_n, dtype=jnp.float64)}
     conv_rate = conv_gflops()
     costs = cost_tables(NB201Network())
     key = jax.random.key(cfg.seed)
@@ -194,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         batch = (x[:b], y[:b])
         archs = space.sample(jax.random.fold_in(key, n), n)
         dtype = network_dtype(name)
-        rate = matmul_gflops(dtype=jnp.dtype(dtype).type)  # the machine as it is for this row
+        rate = matmul_gflops(cfg.matmul_n, dtype=jnp.dtype(dtype).type)  # the machine as it is for this row
         first, times = time_scores(proxy, archs, batch, key, mode, select, conv, library, cfg.chunk, cfg.repeats)
         steady = min(times)
         bound_s = flop_bound_s(name, archs, b, costs, rate)

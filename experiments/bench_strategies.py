@@ -24,7 +24,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from experiments.cli import parse, prepare_out
+from experiments.common import parse, prepare_out
 from jnas import strategies
 from jnas.benchmarks import nb201 as bench
 

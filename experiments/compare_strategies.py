@@ -19,12 +19,11 @@ from typing import Sequence
 
 import numpy as np
 
-from experiments.cli import parse, prepare_out
-from experiments.search_nb201 import Config as SearchConfig
-from experiments.search_nb201 import plot_curves, run_seeds
+from experiments.common import parse, plot_curves, prepare_out
 from jnas import strategies
 from jnas.strategies.objectives import DEFAULT_REPORT
 from jnas.benchmarks import nb201 as bench
+from jnas.strategies.seeds import run_seeds
 
 PUBLISHED = {"rea": (93.92, 0.30), "rs": (93.70, 0.36), "reinforce": (93.85, 0.37), "bohb": (93.61, 0.52)}
 
@@ -50,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = prepare_out(cfg.out, cfg, resume_keys=[])
     curves, rows = {}, []
     for n in names:
-        sc = SearchConfig(strategy=n, budget=cfg.budget, seeds=cfg.seeds, fitness=cfg.fitness, report=cfg.report,
-                          seed=cfg.seed, mode="vmap" if strategies.get(n).jittable else "driver")
-        _, br = run_seeds(sc, table)
+        strategy = strategies.get(n)
+        _, br = run_seeds(strategy, strategies.objectives.tabular(table, cfg.fitness, cfg.report), cfg.budget, cfg.seeds,
+                          cfg.seed, "vmap" if strategy.jittable else "driver")
         curves[n] = br
         pub = PUBLISHED.get(n) if cfg.fitness == "c10valid_val_acc_12ep" and cfg.report == "c10_test_acc_200ep" else None
         rows.append({"strategy": n, "report_mean": float(br[:, -1].mean()), "report_std": float(br[:, -1].std(ddof=1)),

@@ -33,8 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments.cli import parse, prepare_out
-from experiments.plots import save_figure
+from experiments.common import parse, prepare_out, save_figure
 from jnas import data, train
 from jnas.estimation import curves
 from jnas.spaces import nb201 as space

@@ -36,12 +36,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from experiments.cli import parse, prepare_out
-from experiments.plots import save_figure
+from experiments.common import parse, prepare_out, save_figure
 from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
 from jnas.oneshot import SearchConfig, driver, pdarts
 from jnas.oneshot import nb201 as os201
+from jnas.records import Records
 from jnas.spaces import nb201 as space
 
 METHODS = {
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     train, val = driver.split_train_val(x, y, jax.random.fold_in(key, 0))
     est, partial, edge_norm, warm = METHODS[cfg.method]
     est = cfg.estimator or est
-    log = driver.append_jsonl(out / "alpha.jsonl")
+    log = Records(out / "alpha.jsonl").append
     steps_per_epoch = len(train[0]) // cfg.batch
 
     if cfg.method == "pdarts":
@@ -129,10 +129,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 def plot_alpha(log_path: Path, png: Path, title: str) -> None:
     """Mixing weight of each op on each edge against the epoch (all stages in sequence)."""
-    records = {}
-    for line in log_path.read_text().splitlines():
-        r = json.loads(line)
-        records[(r.get("stage", 0), r["epoch"])] = r  # a resumed epoch replaces its earlier record
+    # A resumed epoch replaces its earlier record.
+    records = Records(log_path, key=lambda r: (r.get("stage", 0), r["epoch"])).done()
     rows = [records[k] for k in sorted(records)]
     w = np.array([r["weights"] for r in rows])  # (T, 6, 5)
     w = w / w.sum(-1, keepdims=True)  # per-edge op distribution (edge normalisation divided out)

@@ -24,8 +24,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from experiments.cli import parse, prepare_out
-from experiments.realtrain import generation_rows, mnist_splits, save_generation_plot, write_csv
+from experiments.common import generation_rows, parse, prepare_out, save_generation_plot, write_csv
+from jnas.data import draw_train_val, load
 from jnas import data, strategies, train
 from jnas.spaces import genetic
 
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in ("out", "data_dir")])
     key = jax.random.key(cfg.seed)
     space = genetic.GeneticSpace((cfg.nodes,))
-    tr, va = mnist_splits(cfg.data_dir, cfg.n_train, cfg.n_val, key)
+    tr, va = draw_train_val(load("mnist", "train", cfg.data_dir), cfg.n_train, cfg.n_val, key)
     tc = train.TrainConfig(epochs=cfg.epochs, batch_size=128, lr=cfg.lr, optimizer="adam", weight_decay=0.0,
                            augment=False)
     cache: dict[str, float] = {}
@@ -71,8 +71,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f = np.array([fitness(g) for g in np.asarray(genomes)], np.float32)
         return f, f
 
-    strategy = strategies.genetic_cnn(space.length, cfg.population, 2, cfg.r_c, cfg.r_m, cfg.p_c, cfg.p_m,
-                                      sample=lambda k, n: genetic.sample(space, k, n))
+    strategy = strategies.genetic_cnn(space, cfg.population, cfg.r_c, cfg.r_m, cfg.p_c, cfg.p_m)
     budget = cfg.population * (cfg.generations + 1)
     trace = strategies.run(strategy, None, objective, budget, jax.random.fold_in(key, 3), log=out / "evaluations.jsonl")
     fit = np.asarray(trace.fitness)  # (generations + 1, N)

@@ -18,7 +18,7 @@ path per attribute) -- are trained from scratch with the same schedule and score
 baselines.
 
 Outputs: ``config.json``, ``search.jsonl`` (one line per searched layer), ``search.json``
-and ``supernet.msgpack`` (the search phase, reused by a rerun), ``all_trees.csv``,
+and ``supernet.ckpt`` (the search phase, reused by a rerun), ``all_trees.csv``,
 ``final.jsonl`` (one line per trained tree, reused by a rerun), ``summary.json`` and
 ``gnas.png``. Runtime (2-core CPU, defaults): about 5 minutes.
 """
@@ -32,7 +32,6 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -43,11 +42,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from experiments.cli import parse, prepare_out
-from experiments.realtrain import mnist_splits, write_csv
-from experiments.plots import save_figure
-from jnas import data
+from experiments.common import parse, prepare_out, save_figure, write_csv
+from jnas.data import draw_train_val, load
+from jnas import checkpoints, data
 from jnas.nets.tree import TreeSupernet
+from jnas.records import Records, read_json, write_json
 from jnas.spaces import tree
 from jnas.strategies import gnas as G
 
@@ -88,15 +87,11 @@ def _accuracies(correct_fn, params, arch, d: data.ImageData) -> np.ndarray:
     return 100.0 * total / len(d)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
     out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in ("out", "data_dir")])
     key = jax.random.key(cfg.seed)
-    tr, va = mnist_splits(cfg.data_dir, cfg.n_train, cfg.n_val, key)
+    tr, va = draw_train_val(load("mnist", "train", cfg.data_dir), cfg.n_train, cfg.n_val, key)
     (tr, attrs), (va, _) = _with_attributes(tr), _with_attributes(va)
     test, _ = _with_attributes(data.load("mnist", "test", cfg.data_dir))
     hidden = tuple(int(b) for b in cfg.hidden_blocks.split(","))
@@ -129,19 +124,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         def on_step(s: G.GNASStep):
             rec = {"sweep": s.sweep, "layer": s.layer, "tree": tree.to_string(space, s.arch), "reward": s.reward,
                    "train_loss": box["loss"], "table": np.round(s.table, 3).tolist()}
-            with open(out / "search.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            Records(out / "search.jsonl").append(rec)
             bar.update()
             bar.set_postfix(reward=f"{s.reward:.2f}")
 
         history = G.gnas(space, arch0, train_steps, rewards, cfg.sweeps, on_step)
         bar.close()
-        (out / "supernet.msgpack").write_bytes(flax.serialization.msgpack_serialize(box["params"]))
-        (out / "search.json").write_text(json.dumps({"initial_tree": tree.to_string(space, arch0),
-                                                     "tree": tree.to_string(space, history[-1].arch),
-                                                     "reward": history[-1].reward}, indent=2) + "\n")
-    search = json.loads((out / "search.json").read_text())
-    params = flax.serialization.msgpack_restore((out / "supernet.msgpack").read_bytes())
+        checkpoints.save(out / "supernet.ckpt", box["params"])
+        write_json(out / "search.json", {"initial_tree": tree.to_string(space, arch0),
+                                         "tree": tree.to_string(space, history[-1].arch), "reward": history[-1].reward})
+    search = read_json(out / "search.json")
+    params, _ = checkpoints.restore(out / "supernet.ckpt", G.init_params(net, jax.random.fold_in(key, 2), example, space))
 
     # --- the greedy assumption against every tree under the same shared weights ---
     if not (out / "all_trees.csv").exists():
@@ -166,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "separate": "_".join("-".join(str(min(j, space.blocks[l] - 1)) for j in range(space.blocks[l + 1]))
                              for l in range(space.layers - 1)),
     }
-    done = {r["name"]: r for r in _read_jsonl(out / "final.jsonl")}
+    final = Records(out / "final.jsonl", key=lambda r: r["name"])
+    done = final.done()
     for name, code in candidates.items():
         if name in done:
             continue
@@ -180,8 +174,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         used = _used_parameters(space, p, np.asarray(arch))
         rec = {"name": name, "tree": code, "test_mean": float(acc.mean()),
                **{f"test_{a.name}": float(v) for a, v in zip(attrs, acc)}, "parameters": used}
-        with open(out / "final.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        final.append(rec)
         done[name] = rec
 
     summary = {"tree": search["tree"], "initial_tree": search["initial_tree"], "search_reward": search["reward"],
@@ -189,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "best_reward_shared_weights": float(rewards_all.max()), "median_reward_shared_weights": float(np.median(rewards_all)),
                "final": [done[n] for n in candidates], "train_images": len(tr), "val_images": len(va),
                "test_images": len(test), "attributes": [a.name for a in attrs]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _plot(out, _read_jsonl(out / "search.jsonl"), rewards_all, found_reward, [done[n] for n in candidates], attrs)
+    write_json(out / "summary.json", summary)
+    _plot(out, Records(out / "search.jsonl").read(), rewards_all, found_reward, [done[n] for n in candidates], attrs)
     print(json.dumps(summary, indent=2))
     return summary
 

@@ -36,8 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments.cli import parse, prepare_out
-from experiments.plots import mean_band, save_incumbent_plot
+from experiments.common import mean_band, parse, prepare_out, save_incumbent_plot
 from jnas.estimation import multifidelity as mf
 from jnas.spaces import nb201 as space
 

@@ -30,8 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments.cli import parse, prepare_out
-from experiments.plots import mean_band, save_figure
+from experiments.common import mean_band, parse, prepare_out, save_figure
 from jnas import strategies
 from jnas.benchmarks import nb201 as bench
 from jnas.spaces import nb201
@@ -84,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ref = nadir - 0.1 * (ideal - nadir)  # just beyond the front's nadir point: HV measures the front region only
     true_hv = N.hypervolume(all_F[ok][front], ref)
 
-    strategy = N.nsga2(cfg.population, len(names))
+    strategy = N.nsga2(population=cfg.population, num_objectives=len(names))
     steps = cfg.generations + 1
     objective = lambda a: (columns(a), jnp.zeros(a.shape[0]))  # noqa: E731  report unused
     keys = jax.vmap(jax.random.key)(np.arange(cfg.seed, cfg.seed + cfg.seeds))

@@ -51,14 +51,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
-from experiments.bench_proxies import PASSES, flop_bound_s, matmul_gflops, network_dtype
-from experiments.cli import parse, prepare_out
-from experiments.plots import save_figure
+from experiments.common import parse, prepare_out, save_figure
 from jnas import proxies
 from jnas.data import load_cifar10_subset
 from jnas.nets import NB201Network, cost_tables
 from jnas.nets import conv as conv_module
 from jnas.proxies import scoring
+from jnas.proxies.roofline import PASSES, flop_bound_s, matmul_gflops, network_dtype
 from jnas.spaces import nb201 as space
 
 CATEGORIES = ("convolution", "matmul", "fused elementwise/reduce", "copy/layout", "control flow", "other", "untraced")
@@ -79,6 +78,7 @@ class Config:
     C: int = dataclasses.field(default=16, metadata={"help": "channels of the first stage (16: the benchmark's)"})
     N: int = dataclasses.field(default=5, metadata={"help": "cells per stage (5: the benchmark's)"})
     top: int = dataclasses.field(default=30, metadata={"help": "ops per proxy listed in ops.csv"})
+    matmul_n: int = dataclasses.field(default=2048, metadata={"help": "side of the matmul that measures the machine's peak rate"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/profile_proxies", metadata={"help": "output folder"})
     seed: int = 0
@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         conv_free = seconds_without_convolutions(proxy, archs, (x[:b], y[:b]), key, net, **kw)
         dtype = network_dtype(name)
         if dtype not in rates:
-            rates[dtype] = matmul_gflops(dtype=jax.numpy.dtype(dtype).type)
+            rates[dtype] = matmul_gflops(cfg.matmul_n, dtype=jax.numpy.dtype(dtype).type)
         bound = flop_bound_s(name, archs, b, costs, rates[dtype])
         traced = sum(ops.values())
         seconds = {c: 0.0 for c in CATEGORIES}

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -51,14 +50,14 @@ import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
-from experiments.cli import parse, prepare_out
-from experiments.plots import save_figure
+from experiments.common import parse, prepare_out, save_figure
 from jnas import proxies
 from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
 from jnas.data.local import CIFAR10_MEAN, CIFAR10_STD
 from jnas.data.pipeline import augment
 from jnas.nets import NB201Network
+from jnas.records import Records, write_json
 from jnas.spaces import nb201 as space
 
 BLOCK = 64  # architectures per incremental write
@@ -111,11 +110,8 @@ def cell_batch(images: np.ndarray, labels: np.ndarray, key: jax.Array, index: in
 def load_partial(path: Path) -> dict[str, dict[int, list[float]]]:
     """Finished blocks ``{proxy: {start: values}}`` from a previous run."""
     done: dict[str, dict[int, list[float]]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                done.setdefault(rec["proxy"], {})[rec["start"]] = rec["values"]
+    for rec in Records(path).read():  # NaN scores come back from null
+        done.setdefault(rec["proxy"], {})[rec["start"]] = np.asarray(rec["values"], np.float64)
     return done
 
 
@@ -210,13 +206,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         block = proxies.score(name, archs[start:stop], batch, k_init, net=net, mode=cfg.mode, chunk=cfg.chunk,
                                               init=cfg.init, progress=False)
                     vals[start:stop] = block
-                    with partial_path.open("a") as f:
-                        f.write(json.dumps({"proxy": name, "start": start, "values": [float(v) for v in block]}) + "\n")
+                    Records(partial_path).append({"proxy": name, "start": start, "values": [float(v) for v in block]})
                 bar.update(stop - start)
         scores[name] = vals
     write_scores(out / "scores.csv", archs, scores, table)
     corr = correlations(scores, table, archs)
-    (out / "correlations.json").write_text(json.dumps(corr, indent=2) + "\n")
+    write_json(out / "correlations.json", corr)
     plot(scores, table, archs, corr, out / "scatter.png")
     print_summary(corr)
     return corr

@@ -25,8 +25,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from experiments.cli import parse, prepare_out
-from experiments.realtrain import generation_rows, mnist_splits, save_generation_plot, write_csv
+from experiments.common import generation_rows, parse, prepare_out, save_generation_plot, write_csv
+from jnas.data import draw_train_val, load
 from jnas import data, strategies, train
 from jnas.spaces import cnn_chain
 
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     key = jax.random.key(cfg.seed)
     space = cnn_chain.ChainSpace(input_size=28, min_layers=cfg.min_layers, max_layers=cfg.max_layers,
                                  max_channels=cfg.max_channels, max_kernel=cfg.max_kernel, max_units=cfg.max_units)
-    tr, va = mnist_splits(cfg.data_dir, cfg.n_train, cfg.n_val, key)
+    tr, va = draw_train_val(load("mnist", "train", cfg.data_dir), cfg.n_train, cfg.n_val, key)
     tc = train.TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="adam",
                            weight_decay=0.0, augment=False)
     cache: dict[str, dict] = {}

@@ -21,21 +21,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from pathlib import Path
 from typing import Sequence
 
-import jax
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from tqdm.auto import tqdm
 
-from experiments.cli import parse, prepare_out
-from experiments.plots import mean_band, save_incumbent_plot
+from experiments.common import parse, plot_curves, prepare_out
 from jnas import strategies
 from jnas.benchmarks import nb201 as bench
+from jnas.records import write_json
+from jnas.strategies.seeds import run_seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,39 +45,14 @@ class Config:
     out: str = dataclasses.field(default="runs/search_nb201", metadata={"help": "output folder"})
 
 
-def run_seeds(cfg: Config, table, out: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Best-so-far fitness and report, ``(seeds, budget)`` each."""
-    strategy = strategies.get(cfg.strategy)
-    objective = strategies.objectives.tabular(table, cfg.fitness, cfg.report)
-    steps = -(-cfg.budget // strategy.batch)
-    keys = jax.vmap(jax.random.key)(np.arange(cfg.seed, cfg.seed + cfg.seeds))
-    if cfg.mode == "vmap":
-        if not strategy.jittable:
-            raise ValueError(f"strategy {cfg.strategy!r} is not jittable; use --mode driver")
-        one = lambda k: strategies.best_so_far(strategies.search(strategy, None, objective, steps, k))
-        run = jax.jit(jax.vmap(one) if strategy.vmappable else lambda ks: jax.lax.map(one, ks))
-        bf, br = run(keys)
-    elif cfg.mode == "driver":
-        logs = None if out is None else out / "logs"
-        if logs is not None:
-            logs.mkdir(exist_ok=True)
-        res = []
-        for i in tqdm(range(cfg.seeds), desc="seeds"):
-            log = None if logs is None else logs / f"seed_{cfg.seed + i}.jsonl"
-            trace = strategies.run(strategy, None, objective, cfg.budget, keys[i], log=log, progress=False)
-            res.append(strategies.best_so_far(trace))
-        bf, br = np.stack([r[0] for r in res]), np.stack([r[1] for r in res])
-    else:
-        raise ValueError(f"unknown mode {cfg.mode!r}; valid modes are ['vmap', 'driver']")
-    return np.asarray(bf)[:, : cfg.budget], np.asarray(br)[:, : cfg.budget]
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
     strategies.get(cfg.strategy)  # validate the name before any work
     table = bench.load(cfg.data_dir)
     out = prepare_out(cfg.out, cfg, resume_keys=["strategy", "budget", "fitness", "report", "seed"])
-    bf, br = run_seeds(cfg, table, out)
+    strategy = strategies.get(cfg.strategy)
+    objective = strategies.objectives.tabular(table, cfg.fitness, cfg.report)
+    bf, br = run_seeds(strategy, objective, cfg.budget, cfg.seeds, cfg.seed, cfg.mode, logs=out / "logs")
     with open(out / "curves.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["strategy", "seed", "evaluation", "best_fitness", "best_report"])
@@ -94,20 +63,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     summary = {"strategy": cfg.strategy, "fitness": cfg.fitness, "report": cfg.report, "budget": cfg.budget,
                "report_mean": float(final.mean()), "report_std": float(final.std(ddof=1)) if cfg.seeds > 1 else 0.0,
                "seeds": cfg.seeds, "report_optimum": float(np.nanmax(np.asarray(table.columns[cfg.report])))}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     plot_curves({cfg.strategy: br}, cfg.report, f"fitness {cfg.fitness}, {cfg.seeds} seeds", out / "curves.png",
                 summary["report_optimum"])
     print(json.dumps(summary, indent=2))
     return summary
-
-
-def plot_curves(curves: dict[str, np.ndarray], report: str, title: str, path: Path, optimum: float) -> None:
-    """Mean best-so-far report per strategy with a 95% confidence band over seeds."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, c in curves.items():
-        mean_band(ax, np.arange(1, c.shape[1] + 1), c, name)
-    save_incumbent_plot(fig, ax, optimum, path, xlabel="queries", ylabel=f"incumbent {report}", title=title,
-                        ylim=(optimum - 3, optimum + 0.3))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 # most of its memory at start-up.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # Experiments' main() gives JAX one CPU device per core when it starts JAX first
-# (experiments.cli.use_cpu_cores); the suite keeps one device whatever the test order, and
+# (experiments.common.use_cpu_cores); the suite keeps one device whatever the test order, and
 # tests the split over devices in a process of its own.
 os.environ.setdefault("JNAS_CPU_DEVICES", "1")
 # Most of the suite's time is XLA compilation of small networks, and most of that is LLVM

@@ -29,6 +29,16 @@ def split(data: ImageData, key: PRNGKeyArray, fraction: float = 0.5) -> tuple[Im
     return data.take(first), data.take(rest)
 
 
+def draw_train_val(full: ImageData, n_train: int, n_val: int, key: PRNGKeyArray) -> tuple[ImageData, ImageData]:
+    """``n_train`` training and ``n_val`` validation examples drawn (seeded, disjoint) from
+    ``full`` (a training split: the test split stays untouched for the final score)."""
+    if n_train < 1 or n_val < 1 or n_train + n_val > len(full):
+        raise ValueError(f"need n_train >= 1, n_val >= 1 and n_train + n_val <= {len(full)} (the examples available), "
+                         f"got n_train={n_train}, n_val={n_val}")
+    pool, _ = split(full, jax.random.fold_in(key, 0), (n_train + n_val) / len(full))
+    return split(pool, jax.random.fold_in(key, 1), n_train / len(pool))
+
+
 def split_indices(n: int, key: PRNGKeyArray, fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Index arrays of a seeded random cut of ``range(n)`` into ``fraction`` and the rest."""
     if not 0.0 < fraction < 1.0:

@@ -25,7 +25,6 @@ evaluation is lost or repeated. Configurations are categorical vectors (e.g. NB2
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -33,6 +32,8 @@ from typing import Callable
 import jax
 import numpy as np
 from jaxtyping import PRNGKeyArray
+
+from jnas.records import Records
 
 Objective = Callable[[np.ndarray, float], tuple[float, float]]
 Sampler = Callable[[PRNGKeyArray, int], np.ndarray]
@@ -56,10 +57,9 @@ class Evaluator:
                  report: Callable[[np.ndarray], float] | None = None):
         self.objective, self.max_cost, self.report = objective, max_cost, report
         self.cache = Path(cache) if cache else None
+        self._records = Records(self.cache) if cache else None
         self.history: list[dict] = []
-        self._replay = []
-        if self.cache and self.cache.exists():
-            self._replay = [json.loads(line) for line in self.cache.read_text().splitlines() if line.strip()]
+        self._replay = self._records.read() if cache else []
 
     @property
     def cost(self) -> float:
@@ -83,9 +83,8 @@ class Evaluator:
                    "total_cost": self.cost + float(cost), "tag": tag}
             if self.report is not None:
                 rec["report"] = float(self.report(np.asarray(arch)))
-            if self.cache:
-                with self.cache.open("a") as f:
-                    f.write(json.dumps(rec) + "\n")
+            if self._records is not None:
+                self._records.append(rec)
         self.history.append(rec)
         return rec["value"]
 

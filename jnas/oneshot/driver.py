@@ -6,16 +6,15 @@ resumes where it stopped."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Callable
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jnas import checkpoints
 from jnas.data.pipeline import split_indices
 from jnas.oneshot.search import SearchConfig, SearchState, init_state, make_step
 
@@ -50,10 +49,10 @@ def run_stage(
     alpha = stage.init_alpha(k_alpha)
     state = init_state(k_init, stage.net, alpha, lambda a: stage.mix(a, stage.op_mask), jnp.asarray(train[0][:2]), config)
     start = 0
-    if ckpt.exists():
-        saved = flax.serialization.msgpack_restore(ckpt.read_bytes())
-        state = flax.serialization.from_state_dict(state, saved["state"])
-        start = int(saved["epoch"])
+    restored = checkpoints.restore(ckpt, state)
+    if restored is not None:
+        state, meta = restored
+        start = int(meta["epoch"])
     step = make_step(stage.net, stage.mix, config)
     steps = min(len(train[0]), len(val[0])) // batch
     for epoch in range(start, stage.epochs):
@@ -70,9 +69,7 @@ def run_stage(
         record = {"epoch": epoch + 1, "drop_rate": float(rate), **{k: v / steps for k, v in sums.items()}}
         record["weights"] = jax.tree.map(lambda w: np.asarray(w).round(5).tolist(), stage.mix(state.alpha, stage.op_mask))
         log(record)
-        tmp = ckpt.with_suffix(".tmp")
-        tmp.write_bytes(flax.serialization.msgpack_serialize({"state": flax.serialization.to_state_dict(state), "epoch": epoch + 1}))
-        tmp.replace(ckpt)
+        checkpoints.save(ckpt, state, epoch=epoch + 1)
     return state
 
 
@@ -80,11 +77,3 @@ def _batch(split: tuple, perm: np.ndarray, i: int, batch: int) -> tuple[jax.Arra
     """Batch ``i`` of ``split = (images, labels)`` in the order ``perm``."""
     idx = perm[i * batch : (i + 1) * batch]
     return jnp.asarray(split[0][idx]), jnp.asarray(split[1][idx])
-
-
-def append_jsonl(path: Path) -> Callable[[dict], None]:
-    def log(record: dict) -> None:
-        with path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    return log

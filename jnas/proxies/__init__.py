@@ -13,7 +13,7 @@ import jax
 from jnas.proxies import cost, fisher, grad_norm, grasp, jacob_cov, jacob_perclass, naswot, snip, synflow
 from jnas.proxies import scoring
 from jnas.proxies.base import Proxy
-from jnas.proxies.scoring import INITS, MODES, SELECTS, default_conv_grads, default_conv_library, default_mode, score_one
+from jnas.proxies.scoring import INITS, MODES, SELECTS, ScoringConfig, default_conv_grads, default_conv_library, default_mode, score_one
 
 PROXIES: dict[str, Proxy] = {
     p.name: p
@@ -63,4 +63,4 @@ def score(name: str, archs, batch, key: jax.Array, **kwargs):
     return scoring.score(get(name), archs, batch, key, **kwargs)
 
 
-__all__ = ["INITS", "MODES", "SELECTS", "PROXIES", "Proxy", "default_conv_grads", "default_conv_library", "default_mode", "get", "names", "parse_names", "score", "score_one"]
+__all__ = ["INITS", "MODES", "SELECTS", "PROXIES", "Proxy", "ScoringConfig", "default_conv_grads", "default_conv_library", "default_mode", "get", "names", "parse_names", "score", "score_one"]

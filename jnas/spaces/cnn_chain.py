@@ -82,6 +82,74 @@ class ChainSpace:
         """Rows of the array form: each block holds at most ``max_layers - 1`` layers."""
         return 2 * (self.max_layers - 1)
 
+    # --- jnas.spaces.base.Space: host-side (chains change length), on the (width, 3) array form
+    name = "chain"
+    jittable = False
+    num_archs = None  # unbounded for practical purposes (every channel count and unit count)
+
+    @property
+    def arch_shape(self) -> tuple[int, ...]:
+        return (self.width, 3)
+
+    def sample(self, key: PRNGKeyArray, n: int | None = None) -> np.ndarray:
+        """psoCNN's random particles (:func:`sample`) in array form."""
+        if n is None:
+            return encode(sample(self, key), self.width)
+        return np.stack([encode(sample(self, k), self.width) for k in jax.random.split(key, n)])
+
+    def mutate(self, key: PRNGKeyArray, arch) -> np.ndarray:
+        """Redraw one uniformly chosen layer within its kind: a conv gets new channels and
+        kernel, a pooling layer switches max/avg, an fc layer gets new units (depth and the
+        pooling count are kept, so the chain stays valid)."""
+        chain = list(decode(arch))
+        k_pos, k1, k2 = jax.random.split(key, 3)
+        i = _randint(k_pos, 0, len(chain) - 1)
+        layer = chain[i]
+        if layer.kind == "conv":
+            chain[i] = Layer("conv", _randint(k1, min(3, self.max_channels), self.max_channels),
+                             _randint(k2, min(3, self.max_kernel), self.max_kernel))
+        elif layer.kind == "fc":
+            chain[i] = Layer("fc", _randint(k1, 1, self.max_units))
+        else:
+            chain[i] = Layer("avgpool" if layer.kind == "maxpool" else "maxpool")
+        return encode(tuple(chain), self.width)
+
+    def crossover(self, key: PRNGKeyArray, a, b) -> np.ndarray:
+        """One parent's feature block (chosen uniformly) with the other's fully connected block,
+        the fc block cut so the depth stays within ``max_layers``; where the two blocks together
+        are shorter than ``min_layers``, the child is the first parent."""
+        first, second = (a, b) if float(jax.random.uniform(key)) < 0.5 else (b, a)
+        feats, _ = blocks(decode(first))
+        _, fcs = blocks(decode(second))
+        child = feats + fcs[: max(0, self.max_layers - 1 - len(feats))]
+        return encode(child, self.width) if len(child) >= self.min_layers - 1 else np.asarray(first, np.int32)
+
+    def check(self, archs) -> np.ndarray:
+        a = np.asarray(archs)
+        if a.ndim == 3:
+            return np.stack([self.check(x) for x in a])
+        if a.shape != self.arch_shape:
+            raise ValueError(f"chain arrays of this space have shape {self.arch_shape} or (n, {self.width}, 3), got {a.shape}")
+        chain = check(decode(a), self)
+        if not self.min_layers - 1 <= len(chain) <= self.max_layers - 1:
+            raise ValueError(f"a chain of {len(chain)} hidden layers; the space allows "
+                             f"{self.min_layers - 1}..{self.max_layers - 1}")
+        return a.astype(np.int32)
+
+    def to_string(self, arch) -> str:
+        return to_string(decode(arch))
+
+    def from_string(self, text: str) -> np.ndarray:
+        return encode(from_string(text, self), self.width)
+
+    def encode(self, archs) -> np.ndarray:
+        """Per row: one-hot kind (padding included) and sizes scaled to [0, 1]."""
+        a = np.asarray(archs)
+        kind = np.eye(len(KINDS) + 1, dtype=np.float32)[a[..., 0]]
+        scale = np.array([max(self.max_channels, self.max_units), self.max_kernel], np.float32)
+        feats = np.concatenate([kind, a[..., 1:] / scale], -1)
+        return feats.reshape(*a.shape[:-2], -1)
+
 
 def blocks(chain: Chain) -> tuple[Chain, Chain]:
     """``(feature block, fc block)``: the conv/pool layers, then the hidden fully connected ones."""

@@ -19,10 +19,14 @@ order the DARTS supernet enumerates them; ``alpha`` arrays are ``(14, 8)``.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 OPS = (
     "none",
@@ -123,3 +127,78 @@ DARTS_V2 = (
     "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), "
     "('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class DartsSpace:
+    """The DARTS genotype space as a :class:`jnas.spaces.base.Space` (jittable).
+
+    Not a product of independent genes (a node's two inputs must differ), so it has no
+    ``choices``; ``num_archs`` counts genotype arrays, in which swapping a node's two
+    (input, op) slots gives a different array for the same cell.
+    """
+
+    name = "darts"
+    arch_shape = (2, STEPS, 2, 2)
+    jittable = True
+
+    @property
+    def num_archs(self) -> int:
+        per_cell = math.prod((n + 2) * (n + 1) * (NUM_OPS - 1) ** 2 for n in range(STEPS))
+        return per_cell**2
+
+    def sample(self, key: PRNGKeyArray, n: int | None = None) -> Int[Array, "n 2 4 2 2"]:
+        """Per node: two distinct earlier inputs (an ordered pair, uniform) and two ops other than ``none``."""
+        shape = () if n is None else (n,)
+        k_in0, k_in1, k_op = jax.random.split(key, 3)
+        nodes = jnp.arange(STEPS) + 2  # inputs available to node n + 2: 0..n+1
+        u0 = jax.random.uniform(k_in0, (*shape, 2, STEPS))
+        u1 = jax.random.uniform(k_in1, (*shape, 2, STEPS))
+        i0 = jnp.floor(u0 * nodes).astype(jnp.int32)
+        i1 = (i0 + 1 + jnp.floor(u1 * (nodes - 1)).astype(jnp.int32)) % nodes  # any input but i0
+        ops = jax.random.randint(k_op, (*shape, 2, STEPS, 2), 1, NUM_OPS, dtype=jnp.int32)
+        return jnp.stack([jnp.stack([i0, i1], -1), ops], -1)
+
+    def mutate(self, key: PRNGKeyArray, arch: Int[Array, "2 4 2 2"]) -> Int[Array, "2 4 2 2"]:
+        """Change one uniformly chosen slot's op to another op, or (with probability 1/2, where
+        another input is free) its input to another node not used by the node's other slot."""
+        arch = jnp.asarray(arch)
+        k_slot, k_kind, k_op, k_in = jax.random.split(key, 4)
+        slot = jax.random.randint(k_slot, (), 0, 2 * STEPS * 2)
+        c, nd, s = slot // (STEPS * 2), (slot // 2) % STEPS, slot % 2
+        i_here, i_other = arch[c, nd, s, 0], arch[c, nd, 1 - s, 0]
+        free = (jnp.arange(STEPS + 1) < nd + 2) & (jnp.arange(STEPS + 1) != i_here) & (jnp.arange(STEPS + 1) != i_other)
+        change_input = jax.random.bernoulli(k_kind) & jnp.any(free)
+        new_in = jax.random.categorical(k_in, jnp.where(free, 0.0, -jnp.inf)).astype(jnp.int32)
+        new_op = 1 + (arch[c, nd, s, 1] - 1 + jax.random.randint(k_op, (), 1, NUM_OPS - 1)) % (NUM_OPS - 1)
+        pair = jnp.where(change_input, jnp.stack([new_in, arch[c, nd, s, 1]]), jnp.stack([i_here, new_op]))
+        return arch.at[c, nd, s].set(pair.astype(arch.dtype))
+
+    def crossover(self, key: PRNGKeyArray, a: Int[Array, "2 4 2 2"], b: Int[Array, "2 4 2 2"]) -> Int[Array, "2 4 2 2"]:
+        """Each node (both of its slots together, so its inputs stay distinct) from ``a`` or ``b``."""
+        pick = jax.random.bernoulli(key, 0.5, (2, STEPS))[..., None, None]
+        return jnp.where(pick, a, b)
+
+    def check(self, archs) -> np.ndarray:
+        a = np.asarray(archs)
+        if a.shape == self.arch_shape:
+            return check(a)
+        if a.ndim != 5 or a.shape[1:] != self.arch_shape:
+            raise ValueError(f"DARTS genotypes have shape {self.arch_shape} or (n, *{self.arch_shape}), got {a.shape}")
+        return np.stack([check(x) for x in a])
+
+    def to_string(self, arch) -> str:
+        return to_string(arch)
+
+    def from_string(self, text: str) -> np.ndarray:
+        return from_string(text)
+
+    def encode(self, archs: Int[Array, "... 2 4 2 2"]) -> Float[Array, "... F"]:
+        """One-hot of every slot's input node (``STEPS + 1`` values) and op (``NUM_OPS``), concatenated."""
+        inputs = jax.nn.one_hot(archs[..., 0], STEPS + 1)
+        ops = jax.nn.one_hot(archs[..., 1], NUM_OPS)
+        feats = jnp.concatenate([inputs, ops], -1)
+        return feats.reshape(*archs.shape[:-4], -1)
+
+
+SPACE = DartsSpace()

@@ -23,10 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
+from jnas.spaces.base import Categorical
+
 
 @dataclasses.dataclass(frozen=True)
-class GeneticSpace:
-    """Static facts: nodes per stage (the survey's MNIST design: one stage of 7 nodes)."""
+class GeneticSpace(Categorical):
+    """Static facts: nodes per stage (the survey's MNIST design: one stage of 7 nodes).
+    Implements :class:`jnas.spaces.base.Space` (a categorical genome of bits)."""
+
+    name = "genetic"
 
     stages: tuple[int, ...] = (7,)
 
@@ -42,11 +47,32 @@ class GeneticSpace:
     def length(self) -> int:
         return sum(self.stage_bits)
 
+    @property
+    def arch_shape(self) -> tuple[int, ...]:
+        return (self.length,)
+
+    @property
+    def choices(self) -> tuple[int, ...]:
+        return (2,) * self.length
+
+    def sample(self, key: PRNGKeyArray, n: int | None = None) -> Int[Array, "... L"]:
+        """Bernoulli(0.5) genomes (the paper's initialisation)."""
+        shape = (self.length,) if n is None else (n, self.length)
+        return jax.random.bernoulli(key, 0.5, shape).astype(jnp.int32)
+
+    def check(self, archs) -> np.ndarray:
+        return self.check_genes(archs)
+
+    def to_string(self, arch) -> str:
+        return to_string(self, arch)
+
+    def from_string(self, text: str) -> np.ndarray:
+        return np.asarray(from_string(self, text))
+
 
 def sample(space: GeneticSpace, key: PRNGKeyArray, n: int | None = None) -> Int[Array, "... L"]:
-    """Bernoulli(0.5) genomes (the paper's initialisation)."""
-    shape = (space.length,) if n is None else (n, space.length)
-    return jax.random.bernoulli(key, 0.5, shape).astype(jnp.int32)
+    """Bernoulli(0.5) genomes (the paper's initialisation); :meth:`GeneticSpace.sample`."""
+    return space.sample(key, n)
 
 
 def adjacency(space: GeneticSpace, genome) -> list[np.ndarray]:

@@ -23,13 +23,17 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from jnas.spaces.base import Categorical
 
 
 @dataclasses.dataclass(frozen=True)
-class NB201Space:
-    """Static facts of the space; hashable, so it can be a static jit argument."""
+class NB201Space(Categorical):
+    """Static facts of the space; hashable, so it can be a static jit argument. Implements
+    :class:`jnas.spaces.base.Space` (a categorical genome: one op per edge)."""
 
+    name = "nb201"
     ops: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
     edges: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
     num_nodes: int = 4
@@ -45,6 +49,23 @@ class NB201Space:
     @property
     def size(self) -> int:
         return self.num_ops**self.num_edges
+
+    @property
+    def arch_shape(self) -> tuple[int, ...]:
+        return (self.num_edges,)
+
+    @property
+    def choices(self) -> tuple[int, ...]:
+        return (self.num_ops,) * self.num_edges
+
+    def check(self, archs) -> np.ndarray:
+        return self.check_genes(archs)
+
+    def to_string(self, arch) -> str:
+        return to_string(arch)
+
+    def from_string(self, text: str) -> np.ndarray:
+        return np.asarray(parse_ops(text), np.int32)
 
 
 SPACE = NB201Space()
@@ -173,8 +194,7 @@ def check_batch(archs) -> Int[Array, "n 6"]:
 # ----------------------------------------------------------------------------- sampling
 def sample(key: PRNGKeyArray, n: int | None = None) -> Int[Array, "... 6"]:
     """Uniform random architecture(s); ``n=None`` gives one ``(6,)`` array."""
-    shape = (NUM_EDGES,) if n is None else (n, NUM_EDGES)
-    return jax.random.randint(key, shape, 0, NUM_OPS, dtype=jnp.int32)
+    return SPACE.sample(key, n)
 
 
 def mutate(key: PRNGKeyArray, arch: Int[Array, "6"]) -> Int[Array, "6"]:
@@ -183,18 +203,38 @@ def mutate(key: PRNGKeyArray, arch: Int[Array, "6"]) -> Int[Array, "6"]:
     This is the mutation of regularized evolution on NAS-Bench-201 (Real et al. 2019;
     Dong & Yang 2020). Pure; usable under jit and vmap.
     """
-    k_edge, k_op = jax.random.split(key)
-    edge = jax.random.randint(k_edge, (), 0, NUM_EDGES)
-    shift = jax.random.randint(k_op, (), 1, NUM_OPS)  # never 0: the op always changes
-    return arch.at[edge].set((arch[edge] + shift) % NUM_OPS)
+    return SPACE.mutate(key, arch)
 
 
 def neighbours(arch: Int[Array, "6"]) -> Int[Array, "24 6"]:
     """All 24 architectures one edit away (edge-major, op shift 1..4)."""
-    e = jnp.repeat(jnp.arange(NUM_EDGES), NUM_OPS - 1)
-    s = jnp.tile(jnp.arange(1, NUM_OPS), NUM_EDGES)
-    base = jnp.broadcast_to(arch, (e.shape[0], NUM_EDGES))
-    return base.at[jnp.arange(e.shape[0]), e].set((arch[e] + s) % NUM_OPS)
+    return SPACE.neighbours(arch)
+
+
+# ----------------------------------------------------------------------------- encodings
+# Input-to-output paths of the cell as edge-index sequences (edge order of the official string).
+PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
+
+
+def onehot(archs: Int[Array, "... 6"]) -> Float[Array, "... 30"]:
+    """``(..., 6)`` op indices -> ``(..., 30)`` one-hot (:meth:`NB201Space.encode`)."""
+    return SPACE.encode(archs)
+
+
+def path_encoding(archs: Int[Array, "... 6"]) -> Float[Array, "... 100"]:
+    """``(..., 6)`` -> ``(..., 100)``: a bit per input-to-output path type and non-none op
+    sequence that is live (White et al., BANANAS, AAAI 2021): 4 + 2 x 16 + 64 = 100 paths."""
+    parts = []
+    k = NUM_OPS - 1  # ops without "none" (index 0)
+    for p in PATHS:
+        ops = jnp.stack([archs[..., e] for e in p], -1)
+        live = jnp.all(ops > 0, -1)
+        code = jnp.sum((jnp.clip(ops, 1) - 1) * k ** jnp.arange(len(p) - 1, -1, -1), -1)
+        parts.append(jax.nn.one_hot(code, k ** len(p)) * live[..., None])
+    return jnp.concatenate(parts, -1)
+
+
+ENCODINGS = {"onehot": onehot, "path": path_encoding}
 
 
 # ----------------------------------------------------------------------------- structure

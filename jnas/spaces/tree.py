@@ -22,15 +22,19 @@ import dataclasses
 import itertools
 from typing import Iterator
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
+from jnas.spaces.base import Categorical
+
 
 @dataclasses.dataclass(frozen=True)
-class TreeSpace:
-    """Blocks per layer, input first and attributes last, e.g. ``(1, 3, 3, 3)``."""
+class TreeSpace(Categorical):
+    """Blocks per layer, input first and attributes last, e.g. ``(1, 3, 3, 3)``.
+    Implements :class:`jnas.spaces.base.Space` (a categorical genome: one parent per block)."""
+
+    name = "tree"
 
     blocks: tuple[int, ...] = (1, 3, 3, 3)
 
@@ -53,6 +57,25 @@ class TreeSpace:
     def offset(self, layer: int) -> int:
         """Index in the parent array of the first block of layer ``layer + 1`` (layers count from 0)."""
         return sum(self.blocks[1:layer + 1])
+
+    @property
+    def arch_shape(self) -> tuple[int, ...]:
+        return (self.length,)
+
+    @property
+    def choices(self) -> tuple[int, ...]:
+        """Parents a block may have: the block count of the layer below it."""
+        return tuple(self.blocks[l] for l in range(self.layers - 1) for _ in range(self.blocks[l + 1]))
+
+    def check(self, archs) -> np.ndarray:
+        a = np.asarray(archs)
+        return np.stack([check(self, x) for x in a]) if a.ndim == 2 else check(self, a)
+
+    def to_string(self, arch) -> str:
+        return to_string(self, arch)
+
+    def from_string(self, text: str) -> np.ndarray:
+        return np.asarray(from_string(self, text))
 
     def size(self) -> int:
         """Number of architectures: prod over l of B_l ** B_{l+1}."""
@@ -107,9 +130,8 @@ def adjacency(space: TreeSpace, arch) -> list[np.ndarray]:
 
 
 def sample(space: TreeSpace, key: PRNGKeyArray) -> Int[Array, "L"]:
-    """A uniformly random tree."""
-    highs = jnp.asarray(np.concatenate([[space.blocks[l]] * space.blocks[l + 1] for l in range(space.layers - 1)]))
-    return jnp.floor(jax.random.uniform(key, (space.length,)) * highs).astype(jnp.int32)
+    """A uniformly random tree (:meth:`TreeSpace.sample`)."""
+    return space.sample(key)
 
 
 def enumerate_layer(space: TreeSpace, arch, layer: int) -> Iterator[np.ndarray]:

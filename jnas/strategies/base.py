@@ -7,6 +7,10 @@ A strategy is a NamedTuple of pure functions (after evosax and optax):
 * ``tell(key, archs, fitness, state, params) -> (state, metrics)``
 
 States and hyperparameters are pytrees; randomness comes only from the keys passed in.
+Hyperparameters that do not set array shapes live in the ``params`` pytree (its defaults in
+``Strategy.params``), so ``jax.vmap`` runs several settings side by side as it runs seeds.
+Every factory takes the :class:`jnas.spaces.Space` to search as its first argument
+(NAS-Bench-201 by default) and says which optional parts of the protocol it needs.
 When ``ask`` and ``tell`` are jittable and the objective is too (a tabular benchmark),
 :func:`search` runs a whole search as one ``lax.scan``, and ``jax.vmap(search)`` over keys
 runs many seeds side by side. Larger fitness is better.
@@ -32,18 +36,27 @@ class Strategy(NamedTuple):
     batch: int = 1  # architectures per ask (static)
     jittable: bool = True  # whether ask/tell trace under jit (search() needs it)
     vmappable: bool = True  # False: run seeds with lax.map (vmap of its linear algebra is slow on CPU)
+    params: PyTree = None  # default hyperparameters (pass None to init/ask/tell or search to use them)
 
 
 class Trace(NamedTuple):
-    """Everything a search evaluated, in order; ``(steps, B)`` leading axes."""
+    """Everything a search evaluated, in order; ``(steps, B)`` leading axes (``metrics``:
+    what each ``tell`` returned, ``(steps, ...)``)."""
 
     archs: Array
     fitness: Array
     report: Array
+    metrics: PyTree = None
+
+
+def resolve(params: PyTree, defaults: PyTree) -> PyTree:
+    """``params`` if given, else the strategy's defaults (how init/ask/tell read ``None``)."""
+    return defaults if params is None else params
 
 
 def search(strategy: Strategy, params: PyTree, objective: Objective, steps: int, key: PRNGKeyArray) -> Trace:
     """``steps`` ask/evaluate/tell rounds as one ``lax.scan`` (jit and vmap it over keys)."""
+    params = resolve(params, strategy.params)
     k_init, k_run = jax.random.split(key)
     state = strategy.init(k_init, params)
 
@@ -51,8 +64,8 @@ def search(strategy: Strategy, params: PyTree, objective: Objective, steps: int,
         k_ask, k_tell = jax.random.split(k)
         archs, state = strategy.ask(k_ask, state, params)
         fit, rep = objective(archs)
-        state, _ = strategy.tell(k_tell, archs, fit, state, params)
-        return state, Trace(archs, fit, rep)
+        state, metrics = strategy.tell(k_tell, archs, fit, state, params)
+        return state, Trace(archs, fit, rep, metrics)
 
     _, trace = jax.lax.scan(body, state, jax.random.split(k_run, steps))
     return trace

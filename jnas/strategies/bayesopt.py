@@ -1,12 +1,15 @@
 """Bayesian optimisation with a Gaussian process on architecture encodings (the BO section of the survey (docs/references.md)
 section; encodings as in White et al., BANANAS, AAAI 2021).
 
-* Encodings of NB201 cells: ``onehot`` (6 edges x 5 ops = 30 bits) and ``path`` (one bit per
-  input-to-output path whose ops are all non-``none``: 4 + 2 x 16 + 64 = 100 possible paths).
+* Encodings: the space's own (``space.encode``; one-hot for categorical spaces), or any
+  function passed as ``encode``; for NB201 ``jnas.spaces.nb201.path_encoding`` (one bit per
+  input-to-output path whose ops are all non-``none``: 100 possible paths) is the default of
+  the ``"bo"`` registry entry.
 * GP: squared-exponential kernel on the encoding, k(a, b) = s^2 exp(-|a - b|^2 / (2 l^2)),
   noise variance n^2, targets standardised; posterior by Cholesky.
-* Acquisition: expected improvement or UCB, maximised *exactly* over every cell of the
-  space not yet evaluated (15,625 cells: one matrix product).
+* Acquisition: expected improvement or UCB, maximised *exactly* over every architecture of
+  the space not yet evaluated (NB201: 15,625 cells, one matrix product). Needs a space with
+  ``from_index``/``to_index`` and at most ``max_archs`` architectures.
 
 Jittable: observations live in a fixed buffer of ``budget`` slots with a mask.
 """
@@ -15,36 +18,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import jax.scipy as jsp
 
+from typing import Callable
+
 from jnas.spaces import nb201
-from jnas.strategies.base import Strategy
-
-# Input-to-output paths of the NB201 cell as edge-index sequences (edge order of the official string).
-PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
-
-
-def onehot(archs: jnp.ndarray) -> jnp.ndarray:
-    """``(..., 6)`` op indices -> ``(..., 30)`` one-hot."""
-    return jax.nn.one_hot(archs, nb201.NUM_OPS).reshape(*archs.shape[:-1], -1)
-
-
-def path_encoding(archs: jnp.ndarray) -> jnp.ndarray:
-    """``(..., 6)`` -> ``(..., 100)``: a bit per path type and non-none op sequence that is live."""
-    parts = []
-    k = nb201.NUM_OPS - 1  # ops without "none" (index 0)
-    for p in PATHS:
-        ops = jnp.stack([archs[..., e] for e in p], -1)
-        live = jnp.all(ops > 0, -1)
-        code = jnp.sum((jnp.clip(ops, 1) - 1) * k ** jnp.arange(len(p) - 1, -1, -1), -1)
-        parts.append(jax.nn.one_hot(code, k ** len(p)) * live[..., None])
-    return jnp.concatenate(parts, -1)
-
-
-ENCODINGS = {"onehot": onehot, "path": path_encoding}
-
+from jnas.spaces.base import Space, require
+from jnas.strategies.base import Strategy, resolve
 
 def sq_dists(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     return jnp.maximum(jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :] - 2 * a @ b.T, 0.0)
@@ -83,13 +64,13 @@ def ucb(mean, var, beta: float = 2.0):
 class Observations(NamedTuple):
     """Observed cells in a fixed buffer (model-based strategies); slots >= count are empty."""
 
-    archs: jnp.ndarray  # (budget, 6) int32 observed cells
+    archs: jnp.ndarray  # (budget, ...) int32 observed architectures
     y: jnp.ndarray  # (budget,) float32 observed fitness
     count: jnp.ndarray  # () int32
 
 
-def empty_observations(budget: int) -> Observations:
-    return Observations(jnp.zeros((budget, nb201.NUM_EDGES), jnp.int32), jnp.zeros((budget,)), jnp.zeros((), jnp.int32))
+def empty_observations(budget: int, arch_shape: tuple[int, ...] = nb201.SPACE.arch_shape) -> Observations:
+    return Observations(jnp.zeros((budget, *arch_shape), jnp.int32), jnp.zeros((budget,)), jnp.zeros((), jnp.int32))
 
 
 def observe(obs: Observations, arch, f) -> Observations:
@@ -107,37 +88,49 @@ def standardised(obs: Observations) -> tuple[jnp.ndarray, jnp.ndarray]:
     return mask, (obs.y - mu) / sd
 
 
-def gp_bo(budget: int = 150, n_init: int = 10, encoding: str = "path", acquisition: str = "ei",
-          lengthscale: float | None = None, noise: float = 1e-2) -> Strategy:
-    """GP-BO over NB201. ``budget`` sizes the observation buffer (queries beyond it are random).
+class GPParams(NamedTuple):
+    lengthscale: jnp.ndarray  # () kernel lengthscale on the encoding
+    noise: jnp.ndarray  # () observation noise sd (standardised targets)
 
-    ``lengthscale`` defaults to sqrt(mean pairwise squared distance of the encoding over random
-    cells)/2, a scale at which neighbouring cells correlate strongly and distant ones weakly.
+
+def gp_bo(space: Space = nb201.SPACE, budget: int = 150, n_init: int = 10, encode: Callable | None = None,
+          acquisition: str = "ei", lengthscale: float | None = None, noise: float = 1e-2,
+          max_archs: int = 200_000) -> Strategy:
+    """GP-BO over every architecture of ``space``. ``budget`` sizes the observation buffer
+    (queries beyond it are random); ``encode`` defaults to ``space.encode``.
+
+    ``lengthscale`` defaults to sqrt(mean pairwise squared distance of the encoding over
+    architectures spread through the space)/2, a scale at which neighbouring architectures
+    correlate strongly and distant ones weakly. ``lengthscale`` and ``noise`` are the default
+    :class:`GPParams`.
     """
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unknown encoding {encoding!r}; valid encodings are {sorted(ENCODINGS)}")
+    require(space, "from_index", "to_index", who="GP-BO")
+    if space.num_archs is None or space.num_archs > max_archs:
+        raise ValueError(f"GP-BO scores every architecture; {space.name} has {space.num_archs} (max_archs={max_archs})")
     if acquisition not in ("ei", "ucb"):
         raise ValueError(f"unknown acquisition {acquisition!r}; valid ones are ['ei', 'ucb']")
-    enc = ENCODINGS[encoding]
-    all_cells = nb201.enumerate_all()
-    all_enc = enc(all_cells).astype(jnp.float32)
+    enc = space.encode if encode is None else encode
+    all_archs = space.from_index(jnp.arange(space.num_archs))
+    all_enc = enc(all_archs).astype(jnp.float32)
     if lengthscale is None:
-        sample = all_enc[:: 61]
-        lengthscale = float(jnp.sqrt(jnp.mean(sq_dists(sample, sample)))) / 2
+        spread = all_enc[:: max(1, space.num_archs // 256)]
+        lengthscale = float(jnp.sqrt(jnp.mean(sq_dists(spread, spread)))) / 2
+    defaults = GPParams(jnp.asarray(lengthscale, jnp.float32), jnp.asarray(noise, jnp.float32))
 
     def init(key, params=None):
-        return empty_observations(budget)
+        return empty_observations(budget, space.arch_shape)
 
     def ask(key, state, params=None):
+        p = resolve(params, defaults)
         mask, ys = standardised(state)
-        mean, var = posterior(enc(state.archs).astype(jnp.float32), ys, mask, all_enc, lengthscale, 1.0, noise)
+        mean, var = posterior(enc(state.archs).astype(jnp.float32), ys, mask, all_enc, p.lengthscale, 1.0, p.noise)
         if acquisition == "ei":
             score = expected_improvement(mean, var, jnp.max(jnp.where(mask, ys, -jnp.inf)))
         else:
             score = ucb(mean, var)
-        seen = jnp.zeros(all_cells.shape[0], bool).at[nb201.to_index(state.archs)].max(mask)
+        seen = jnp.zeros(all_archs.shape[0], bool).at[space.to_index(state.archs)].max(mask)
         best = jnp.argmax(jnp.where(seen, -jnp.inf, score))
-        pick = jnp.where((state.count < n_init) | (state.count >= budget), nb201.sample(key, 1)[0], all_cells[best])
+        pick = jnp.where((state.count < n_init) | (state.count >= budget), space.sample(key, 1)[0], all_archs[best])
         return pick[None], state
 
     def tell(key, archs, fitness, state, params=None):
@@ -145,4 +138,4 @@ def gp_bo(budget: int = 150, n_init: int = 10, encoding: str = "path", acquisiti
 
     # vmap over seeds batches the Cholesky solves, which XLA:CPU ran far slower than a loop
     # (one seed: 0.03 s per ask; 10 vmapped seeds did not finish 150 asks in 7 minutes).
-    return Strategy(init, ask, tell, 1, vmappable=False)
+    return Strategy(init, ask, tell, 1, vmappable=False, params=defaults)

@@ -10,7 +10,6 @@ without calling the objective. No evaluation is lost or repeated.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +18,8 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from tqdm.auto import tqdm
 
-from jnas.strategies.base import PyTree, Strategy, Trace
+from jnas.records import Records
+from jnas.strategies.base import PyTree, Strategy, Trace, resolve
 
 
 def run(
@@ -30,20 +30,21 @@ def run(
 
     Args:
       objective: ``archs (B, ...) -> (fitness (B,), report (B,))``; numpy or jax arrays.
-      log: JSONL file, one line per ask: ``{"step", "archs", "fitness", "report"}``.
+      log: JSONL file, one line per ask: ``{"step", "archs", "fitness", "report", "metrics"}``.
     Returns:
-      the :class:`Trace` of the whole search, including replayed steps.
+      the :class:`Trace` of the whole search, including replayed steps; ``metrics`` stacks
+      what each ``tell`` returned (a dict of ``(steps, ...)`` arrays).
     """
+    params = resolve(params, strategy.params)
     steps = -(-budget // strategy.batch)
     k_init, k_run = jax.random.split(key)
     keys = jax.random.split(k_run, steps)
     ask = jax.jit(strategy.ask) if strategy.jittable else strategy.ask
     tell = jax.jit(strategy.tell) if strategy.jittable else strategy.tell
     state = strategy.init(k_init, params)
-    done = []
-    if log is not None and Path(log).exists():
-        done = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
-    archs_all, fit_all, rep_all = [], [], []
+    records = None if log is None else Records(log)
+    done = [] if records is None else records.read()
+    archs_all, fit_all, rep_all, metrics_all = [], [], [], []
     for t in tqdm(range(steps), desc="search", disable=not progress):
         k_ask, k_tell = jax.random.split(keys[t])
         archs, state = ask(k_ask, state, params)
@@ -54,14 +55,16 @@ def run(
                 raise ValueError(f"{log} holds another search: step {t} evaluated {rec['archs']}, now {archs.tolist()}; "
                                  "resume with the same settings or use a fresh log")
             fit, rep = np.asarray(rec["fitness"], np.float32), np.asarray(rec["report"], np.float32)
+            state, metrics = tell(k_tell, archs, fit, state, params)
         else:
             fit, rep = (np.asarray(v, np.float32) for v in objective(archs))
-            if log is not None:
-                with open(log, "a") as f:
-                    f.write(json.dumps({"step": t, "archs": archs.tolist(), "fitness": fit.tolist(),
-                                        "report": rep.tolist()}) + "\n")
-        state, _ = tell(k_tell, archs, fit, state, params)
+            state, metrics = tell(k_tell, archs, fit, state, params)
+            if records is not None:
+                records.append({"step": t, "archs": archs.tolist(), "fitness": fit.tolist(), "report": rep.tolist(),
+                                "metrics": {k: np.asarray(v).tolist() for k, v in metrics.items()}})
         archs_all.append(archs)
         fit_all.append(fit)
         rep_all.append(rep)
-    return Trace(np.stack(archs_all), np.stack(fit_all), np.stack(rep_all))
+        metrics_all.append({k: np.asarray(v) for k, v in metrics.items()})
+    stacked = {k: np.stack([m[k] for m in metrics_all]) for k in (metrics_all[0] if metrics_all else {})}
+    return Trace(np.stack(archs_all), np.stack(fit_all), np.stack(rep_all), stacked)

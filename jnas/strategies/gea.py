@@ -21,33 +21,35 @@ import jax
 import jax.numpy as jnp
 
 from jnas.spaces import nb201
+from jnas.spaces.base import Space
 from jnas.strategies.base import Strategy
 from jnas.strategies.regularized_evolution import age_out, tournament
 
 
 class GEAState(NamedTuple):
-    archs: jnp.ndarray  # (N, 6) population (ring buffer, slot count % N is the oldest once full)
+    archs: jnp.ndarray  # (N, ...) population (ring buffer, slot count % N is the oldest once full)
     fitness: jnp.ndarray  # (N,)
-    initial: jnp.ndarray  # (N, 6) proxy-selected initial cells, queried first
+    initial: jnp.ndarray  # (N, ...) proxy-selected initial cells, queried first
     count: jnp.ndarray  # () int32 evaluations told
 
 
-def gea(score: Callable, candidates: int = 100, population: int = 10, sample_size: int = 5, children: int = 10,
+def gea(score: Callable, space: Space = nb201.SPACE, candidates: int = 100, population: int = 10, sample_size: int = 5, children: int = 10,
         jittable: bool = True) -> Strategy:
-    """GEA on NB201 with proxy ``score``; one evaluation per ask."""
+    """GEA over ``space`` (``sample`` and ``mutate``) with proxy ``score(archs (B, ...)) -> (B,)``;
+    one evaluation per ask."""
     if not 1 <= sample_size <= population <= candidates:
         raise ValueError(f"need 1 <= sample_size <= population <= candidates, got {sample_size}, {population}, {candidates}")
 
     def init(key, params=None):
-        cand = nb201.sample(key, candidates)
+        cand = space.sample(key, candidates)
         top = jnp.argsort(-jnp.asarray(score(cand)), stable=True)[:population]
-        return GEAState(jnp.zeros((population, nb201.NUM_EDGES), jnp.int32), jnp.full((population,), -jnp.inf),
+        return GEAState(jnp.zeros((population, *space.arch_shape), jnp.int32), jnp.full((population,), -jnp.inf),
                         cand[top], jnp.zeros((), jnp.int32))
 
     def ask(key, state, params=None):
         k_pick, k_mut = jax.random.split(key)
         parent = state.archs[tournament(k_pick, state.fitness, sample_size)]
-        kids = jax.vmap(nb201.mutate, in_axes=(0, None))(jax.random.split(k_mut, children), parent)
+        kids = jax.vmap(space.mutate, in_axes=(0, None))(jax.random.split(k_mut, children), parent)
         best_kid = kids[jnp.argmax(jnp.asarray(score(kids)))]
         pick = jnp.where(state.count < population, state.initial[jnp.minimum(state.count, population - 1)], best_kid)
         return pick[None], state
@@ -56,4 +58,4 @@ def gea(score: Callable, candidates: int = 100, population: int = 10, sample_siz
         pop, fit = age_out(state.archs, state.fitness, state.count, archs[0], fitness[0])
         return state._replace(archs=pop, fitness=fit, count=state.count + 1), {}
 
-    return Strategy(init, ask, tell, 1, jittable)
+    return Strategy(init, ask, tell, 1, jittable and space.jittable)

@@ -10,17 +10,21 @@
 * survival: children join the population and the best N survive (elitist).
 
 Survey defaults (MNIST and CIFAR-10 designs): N = 7, T = 10 generations, r_C = 4, r_M = 2,
-p_C = 0.7, p_M = 0.2. Jittable; N children per ask.
+p_C = 0.7, p_M = 0.2. Jittable; N children per ask. Any space with ``choices`` (genes with
+their own value counts: Genetic-CNN's bits, NB201's ops, GNAS's parents); ``p_c`` and ``p_m``
+are the default :class:`GAParams`.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jnas.strategies.base import Strategy
+from jnas.spaces import genetic
+from jnas.spaces.base import Space, require
+from jnas.strategies.base import Strategy, resolve
 
 
 def roulette(key, fitness: jnp.ndarray, n: int) -> jnp.ndarray:
@@ -40,15 +44,22 @@ def crossover(key, a: jnp.ndarray, b: jnp.ndarray, radius: int, prob: float) -> 
     return jnp.where(seg, b, a), jnp.where(seg, a, b)
 
 
-def mutation(key, g: jnp.ndarray, radius: int, prob: float, num_values: int = 2) -> jnp.ndarray:
-    """With probability ``prob`` change genes [s, s + radius) to a different value each."""
+def mutation(key, g: jnp.ndarray, radius: int, prob: float, num_values=2) -> jnp.ndarray:
+    """With probability ``prob`` change genes [s, s + radius) to a different value each
+    (``num_values``: one count, or one per gene; a gene with one value stays)."""
     k_do, k_pos, k_val = jax.random.split(key, 3)
     L = g.shape[-1]
     s = jax.random.randint(k_pos, (), 0, L - radius + 1)
     idx = jnp.arange(L)
     seg = (idx >= s) & (idx < s + radius) & jax.random.bernoulli(k_do, prob)
-    shift = jax.random.randint(k_val, (L,), 1, num_values)  # never 0: the value changes
-    return jnp.where(seg, (g + shift) % num_values, g)
+    n = jnp.broadcast_to(jnp.asarray(num_values, jnp.int32), (L,))
+    shift = jax.random.randint(k_val, (L,), 1, jnp.maximum(n, 2))  # never 0: the value changes
+    return jnp.where(seg & (n > 1), (g + shift) % n, g)
+
+
+class GAParams(NamedTuple):
+    p_c: jnp.ndarray  # () crossover probability per pair
+    p_m: jnp.ndarray  # () mutation probability per child
 
 
 class GAState(NamedTuple):
@@ -57,30 +68,33 @@ class GAState(NamedTuple):
     count: jnp.ndarray  # () int32, generations told
 
 
-def genetic_cnn(length: int, population: int = 7, num_values: int = 2, r_c: int = 4, r_m: int = 2,
-                p_c: float = 0.7, p_m: float = 0.2, sample: Callable | None = None) -> Strategy:
-    """GA over genomes of ``length`` genes with ``num_values`` values each (2: Genetic-CNN bits;
-    5: NB201 cells as 6 op genes). ``sample(key, n)`` overrides the initial population."""
+def genetic_cnn(space: Space = genetic.GeneticSpace(), population: int = 7, r_c: int = 4, r_m: int = 2,
+                p_c: float = 0.7, p_m: float = 0.2) -> Strategy:
+    """GA over the genes of ``space`` (``choices``); the first population is ``space.sample``."""
+    require(space, "choices", who="the Genetic-CNN GA")
+    length = len(space.choices)
+    num_values = jnp.asarray(space.choices, jnp.int32)
     if not (1 <= r_c <= length and 1 <= r_m <= length):
         raise ValueError(f"radii must be in 1..{length}, got r_c={r_c}, r_m={r_m}")
     if population % 2:
         pairs = population + 1  # an odd population pairs its last parent with a fresh draw
     else:
         pairs = population
-    init_sample = sample or (lambda k, n: jax.random.randint(k, (n, length), 0, num_values, jnp.int32))
+    defaults = GAParams(jnp.asarray(p_c, jnp.float32), jnp.asarray(p_m, jnp.float32))
 
     def init(key, params=None):
         return GAState(jnp.zeros((population, length), jnp.int32), jnp.full((population,), -jnp.inf),
                        jnp.zeros((), jnp.int32))
 
     def ask(key, state, params=None):
+        p = resolve(params, defaults)
         k_init, k_sel, k_x, k_m = jax.random.split(key, 4)
         fit = jnp.where(jnp.isfinite(state.fitness), state.fitness, 0.0)
         parents = state.genomes[roulette(k_sel, fit, pairs)].reshape(pairs // 2, 2, length)
-        ca, cb = jax.vmap(lambda k, p: crossover(k, p[0], p[1], r_c, p_c))(jax.random.split(k_x, pairs // 2), parents)
+        ca, cb = jax.vmap(lambda k, q: crossover(k, q[0], q[1], r_c, p.p_c))(jax.random.split(k_x, pairs // 2), parents)
         children = jnp.concatenate([ca, cb])[:population]
-        children = jax.vmap(lambda k, g: mutation(k, g, r_m, p_m, num_values))(jax.random.split(k_m, population), children)
-        first = init_sample(k_init, population).reshape(population, length).astype(jnp.int32)
+        children = jax.vmap(lambda k, g: mutation(k, g, r_m, p.p_m, num_values))(jax.random.split(k_m, population), children)
+        first = space.sample(k_init, population).reshape(population, length).astype(jnp.int32)
         return jnp.where(state.count == 0, first, children), state
 
     def tell(key, genomes, fitness, state, params=None):
@@ -89,4 +103,4 @@ def genetic_cnn(length: int, population: int = 7, num_values: int = 2, r_c: int 
         keep = jnp.argsort(-F, stable=True)[:population]
         return GAState(G[keep], F[keep], state.count + 1), {"best": F[keep[0]]}
 
-    return Strategy(init, ask, tell, population)
+    return Strategy(init, ask, tell, population, params=defaults)

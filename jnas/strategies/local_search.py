@@ -2,16 +2,17 @@
 "Exploring the loss landscape in NAS"): evaluate a random start, then all of its 1-edit
 neighbours one query at a time; move to the best neighbour if it beats the current cell,
 else restart from a new random cell. Jittable, one query per ask (repeat visits are
-queried again and count against the budget).
+queried again and count against the budget). Needs a space with ``neighbours``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax.numpy as jnp
 
 from jnas.spaces import nb201
+from jnas.spaces.base import Space, require
 from jnas.strategies.base import Strategy
 
 
@@ -23,9 +24,10 @@ class LSState(NamedTuple):
     i: jnp.ndarray  # () int32, -1: the next ask is a fresh start; else the neighbour index
 
 
-def local_search(neighbours: Callable = nb201.neighbours, sample: Callable = nb201.sample,
-                 arch_shape: tuple[int, ...] = (nb201.NUM_EDGES,)) -> Strategy:
-    """``neighbours(arch) -> (K, ...)`` lists the 1-edit neighbourhood (NB201: 24 cells)."""
+def local_search(space: Space = nb201.SPACE) -> Strategy:
+    """``space.neighbours(arch) -> (K, ...)`` lists the 1-edit neighbourhood (NB201: 24 cells)."""
+    require(space, "neighbours", who="local search")
+    neighbours, arch_shape = space.neighbours, space.arch_shape
 
     def init(key, params=None):
         z = jnp.zeros(arch_shape, jnp.int32)
@@ -33,9 +35,8 @@ def local_search(neighbours: Callable = nb201.neighbours, sample: Callable = nb2
 
     def ask(key, state, params=None):
         nb = neighbours(state.current)
-        arch = jnp.where(state.i < 0, sample(key, 1)[0], nb[jnp.clip(state.i, 0, nb.shape[0] - 1)])
+        arch = jnp.where(state.i < 0, space.sample(key, 1)[0], nb[jnp.clip(state.i, 0, nb.shape[0] - 1)])
         return arch[None], state
-
     def tell(key, archs, fitness, state, params=None):
         a, f = archs[0], fitness[0]
         k = neighbours(state.current).shape[0]

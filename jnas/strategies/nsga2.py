@@ -1,6 +1,6 @@
 """NSGA-II (Deb, Pratap, Agarwal & Meyarivan, IEEE TEC 2002; Algorithm 9 of the survey (docs/references.md)):
 fast non-dominated sorting, crowding distance, binary tournament on (rank, crowding),
-uniform crossover and mutation, elitist (mu + lambda) survival. All objectives are
+the space's crossover (uniform for categorical genomes) and mutation, elitist (mu + lambda) survival. All objectives are
 maximised (negate a column to minimise it). Jittable; ``population`` offspring per ask.
 
 :func:`hypervolume` measures a front against a reference point (exact, by slicing).
@@ -8,13 +8,14 @@ maximised (negate a column to minimise it). Jittable; ``population`` offspring p
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jnas.spaces import nb201
+from jnas.spaces.base import Space
 from jnas.strategies.base import Strategy
 
 
@@ -74,10 +75,13 @@ class NSGA2State(NamedTuple):
     count: jnp.ndarray  # () int32, generations told
 
 
-def nsga2(population: int = 20, num_objectives: int = 2, crossover_rate: float = 0.9,
-          mutate: Callable = nb201.mutate, sample: Callable = nb201.sample,
-          arch_shape: tuple[int, ...] = (nb201.NUM_EDGES,)) -> Strategy:
-    """NSGA-II over categorical genomes; fitness passed to ``tell`` is ``(N, M)``."""
+def nsga2(space: Space = nb201.SPACE, population: int = 20, num_objectives: int = 2,
+          crossover_rate: float = 0.9) -> Strategy:
+    """NSGA-II over ``space`` (``sample``, ``mutate``, ``crossover``, jittable); fitness passed
+    to ``tell`` is ``(N, M)``."""
+    if not space.jittable:
+        raise ValueError(f"NSGA-II runs under jit; the {space.name} space is host-side")
+    arch_shape = space.arch_shape
 
     def init(key, params=None):
         return NSGA2State(jnp.zeros((population, *arch_shape), jnp.int32),
@@ -91,11 +95,11 @@ def nsga2(population: int = 20, num_objectives: int = 2, crossover_rate: float =
         a, b = pairs[:, 0], pairs[:, 1]
         a_wins = (rank[a] < rank[b]) | ((rank[a] == rank[b]) & (crowd[a] >= crowd[b]))
         parents = state.archs[jnp.where(a_wins, a, b)].reshape(population, 2, *arch_shape)
-        take_first = jax.random.bernoulli(k_x, 0.5, (population, *arch_shape))
+        crossed = jax.vmap(space.crossover)(jax.random.split(k_x, population), parents[:, 0], parents[:, 1])
         do_cross = jax.random.bernoulli(k_c, crossover_rate, (population,) + (1,) * len(arch_shape))
-        child = jnp.where(do_cross & ~take_first, parents[:, 1], parents[:, 0])
-        child = jax.vmap(mutate)(jax.random.split(k_m, population), child)
-        first = sample(k_rand, population).reshape(population, *arch_shape)
+        child = jnp.where(do_cross, crossed, parents[:, 0])
+        child = jax.vmap(space.mutate)(jax.random.split(k_m, population), child)
+        first = space.sample(k_rand, population).reshape(population, *arch_shape)
         return jnp.where(state.count == 0, first, child), state
 
     def tell(key, archs, fitness, state, params=None):

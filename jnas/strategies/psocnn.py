@@ -119,6 +119,9 @@ def psocnn(sp: ChainSpace = ChainSpace(), swarm: int = 20, c_g: float = 0.5) -> 
         strategy = psocnn(ChainSpace(input_size=28), swarm=8)
         trace = strategies.run(strategy, None, objective, budget=8 * 5, key=key)
     """
+    if not isinstance(sp, ChainSpace):
+        raise ValueError(f"psoCNN moves layers of chains: it needs a chain space (jnas.spaces.cnn_chain.ChainSpace), "
+                         f"got {type(sp).__name__}")
     if swarm < 1 or not 0.0 <= c_g <= 1.0:
         raise ValueError(f"need swarm >= 1 and 0 <= c_g <= 1, got swarm={swarm}, c_g={c_g}")
     W = sp.width

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +29,7 @@ import optax
 from jaxtyping import PRNGKeyArray
 from tqdm.auto import tqdm
 
+from jnas import checkpoints
 from jnas.data.datasets import ImageData
 from jnas.data.pipeline import augment, epoch_batches, normalize, num_batches, resize
 from jnas.train.optim import adam_cosine, cosine_lr, sgd_cosine
@@ -192,11 +192,16 @@ def fit(
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         ckpt, csv_path = out / "checkpoint.msgpack", out / "metrics.csv"
-        if ckpt.exists():
-            saved = flax.serialization.msgpack_restore(ckpt.read_bytes())
-            state = flax.serialization.from_state_dict(state, saved["state"])
-            history = [r for r in read_metrics(csv_path) if r["epoch"] <= int(saved["epoch"])]
-        _write_metrics(csv_path, history)  # drops rows of an epoch that was not checkpointed
+        restored = checkpoints.restore(ckpt, state)
+        if restored is not None:
+            state, meta = restored
+            # The checkpoint's epoch is the truth: one metrics row per epoch up to it, the last kept.
+            rows = {int(r["epoch"]): r for r in read_metrics(csv_path) if r["epoch"] <= int(meta["epoch"])}
+            if sorted(rows) != list(range(1, int(meta["epoch"]) + 1)):
+                raise ValueError(f"{csv_path} lacks rows for epochs {sorted(set(range(1, int(meta['epoch']) + 1)) - set(rows))} "
+                                 f"of checkpoint {ckpt} (epoch {meta['epoch']}); restore metrics.csv or delete both to start over")
+            history = [rows[e] for e in sorted(rows)]
+        _write_metrics(csv_path, history)  # drops rows of an epoch that was not checkpointed, and duplicates
     arch = arch_arg(net, arch)
     bar = tqdm(range(len(history), config.epochs), initial=len(history), total=config.epochs, desc="epochs",
                disable=not progress)
@@ -221,11 +226,7 @@ def fit(
         bar.set_postfix(train_acc=f"{record['train_acc']:.1f}", val_acc=f"{record['val_acc']:.1f}")
         if out is not None:
             _append_metrics(csv_path, record)
-            tmp = ckpt.with_suffix(".tmp")
-            tmp.write_bytes(flax.serialization.msgpack_serialize(
-                {"state": flax.serialization.to_state_dict(state), "epoch": epoch + 1}
-            ))
-            tmp.replace(ckpt)
+            checkpoints.save(ckpt, state, epoch=epoch + 1)
         if on_epoch is not None:
             on_epoch(record)
     return state, history

@@ -251,7 +251,7 @@ def test_codes_kernel_sums_every_executed_relu(key, partial, cells):
 
     from jnas.nets.layers import ReLUConvBN
 
-    net = NB201Network(C=4, N=1, num_classes=3, codes=True, partial=partial)
+    net = NB201Network(C=2, N=1, num_classes=3, codes=True, partial=partial)
     x = jax.random.normal(key, (5, 8, 8, 3))
     archs = [np.zeros(6, np.int32), np.full(6, 3), np.array([3, 2, 1, 4, 3, 2]), np.array([4, 0, 2, 1, 1, 1]),
              np.array([2, 2, 2, 0, 0, 0])]

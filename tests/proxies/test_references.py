@@ -16,7 +16,7 @@ from jax.flatten_util import ravel_pytree
 
 from jnas import proxies
 from jnas.nets import NB201Network
-from jnas.nets.layers import ReLUConvBN
+from jnas.nets.layers import ChannelProbe, ReLUConvBN
 from jnas.proxies.base import cross_entropy, forward, is_kernel
 from jnas.proxies.jacob_perclass import perclass_score
 from jnas.proxies.scoring import score_one
@@ -24,6 +24,41 @@ from jnas.spaces import nb201 as sp
 
 ARCH = jnp.array([3, 2, 1, 4, 3, 2])  # conv3x3, conv1x1, skip, pool, conv3x3, conv1x1
 LABELS = jnp.array([0, 0, 1, 1, 2, 2])
+
+
+class _ProbedConv(nn.Module):
+    """A conv named ``conv`` with a fisher channel probe named ``probe`` behind it (as in NB201's ops)."""
+
+    features: int
+    kernel: int
+    probes: bool = False
+    use_bias: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        y = nn.Conv(self.features, (self.kernel, self.kernel), use_bias=self.use_bias, name="conv")(x)
+        return ChannelProbe(name="probe")(y) if self.probes else y
+
+
+class SmallNet(nn.Module):
+    """A network the size of a unit test (conv, BN, ReLU, arch-dependent mixing, dense) with the
+    NB201 network's call signature and its ``use_bn``/``probes`` options: the proxies'
+    formulas checked in seconds, where compiling an NB201 network through its 18 switches
+    takes most of a minute (the NB201 versions are the slow tests beside the twins)."""
+
+    num_classes: int = 3
+    use_bn: bool = True
+    probes: bool = False
+
+    @nn.compact
+    def __call__(self, x, arch, train: bool = True):
+        h = _ProbedConv(3, 3, self.probes, name="block0")(x)
+        if self.use_bn:
+            h = nn.BatchNorm(use_running_average=not train)(h)
+        h = nn.relu(h) * (1.0 + arch[0].astype(h.dtype)) + jnp.roll(h, 1, -1) * arch[1].astype(h.dtype)
+        h = nn.relu(_ProbedConv(2, 1, self.probes, use_bias=True, name="block1")(h))
+        out = nn.Dense(self.num_classes, name="classifier")(h.reshape(h.shape[0], -1))
+        return ChannelProbe(name="classifier_probe")(out) if self.probes else out
 
 
 @pytest.fixture
@@ -93,8 +128,16 @@ def test_naswot_against_relu_inputs_read_by_interception(x64, key):
 
 
 # ------------------------------------------------------------------ Jacobian scores
+@pytest.mark.slow  # twin: the same check on SmallNet (below)
 def test_jacobian_scores_against_finite_differences(x64, key):
-    net = NB201Network(C=2, N=1, num_classes=3)
+    _check_jacobian_scores(NB201Network(C=2, N=1, num_classes=3), key)
+
+
+def test_jacobian_scores_against_finite_differences_on_a_small_net(x64, key):
+    _check_jacobian_scores(SmallNet(), key)
+
+
+def _check_jacobian_scores(net, key):
     variables, x, y = _setup(net, key)
     jac = np.asarray(_fd_jacobian(_sum_logits(net, variables, ARCH), x)).reshape(x.shape[0], -1)
     corr = np.corrcoef(jac)
@@ -156,9 +199,17 @@ def test_synflow_is_the_scaling_derivative_of_R(x64, key):
     assert stem_term == pytest.approx(r1 - bias, rel=1e-10)
 
 
+@pytest.mark.slow  # twin: the same check on SmallNet (below)
 def test_synflow_equals_the_published_gradient_sum(x64, key):
+    _check_synflow_sum(NB201Network(C=2, N=1, num_classes=3, use_bn=False), key)
+
+
+def test_synflow_equals_the_published_gradient_sum_on_a_small_net(x64, key):
+    _check_synflow_sum(SmallNet(use_bn=False), key)
+
+
+def _check_synflow_sum(net, key):
     # The definition term by term: sum over kernels of |theta * dR/dtheta| by reverse mode.
-    net = NB201Network(C=2, N=1, num_classes=3, use_bn=False)
     variables, x, y = _setup(net, key)
     absp = jax.tree.map(jnp.abs, variables["params"])
     ones = jnp.ones((1, 8, 8, 3))
@@ -194,14 +245,7 @@ def _kernel_fd_grad(loss, params, h=1e-6):
     return unravel(jnp.zeros_like(flat).at[idx].set(vals))
 
 
-@pytest.fixture
-def grad_setup():
-    with jax.enable_x64(True):  # the float64 arrays it returns stay float64 afterwards
-        return _grad_setup(jax.random.key(0))
-
-
-def _grad_setup(key):
-    net = NB201Network(C=1, N=1, num_classes=3)
+def _grad_setup(net, key):
     variables, x, y = _setup(net, key)
 
     def loss(p):
@@ -214,10 +258,18 @@ def _kernel_leaves(tree):
     return [l for p, l in jax.tree_util.tree_flatten_with_path(tree)[0] if is_kernel(p)]
 
 
-def test_pruning_scores_against_finite_differences(x64, grad_setup):
-    # One test for the three, so that the finite-difference gradient (grad_setup, the
-    # costly part) is computed once, not once per pytest-xdist worker.
-    net, variables, x, y, loss, fd = grad_setup
+@pytest.mark.slow  # twin: the same check on SmallNet (below)
+def test_pruning_scores_against_finite_differences(x64, key):
+    # One test for the three, so that the finite-difference gradient (the costly part) is
+    # computed once, not once per pytest-xdist worker.
+    _check_pruning_scores(*_grad_setup(NB201Network(C=1, N=1, num_classes=3), jax.random.key(0)))
+
+
+def test_pruning_scores_against_finite_differences_on_a_small_net(x64, key):
+    _check_pruning_scores(*_grad_setup(SmallNet(), jax.random.key(0)))
+
+
+def _check_pruning_scores(net, variables, x, y, loss, fd):
     thetas, grads = _kernel_leaves(variables["params"]), _kernel_leaves(fd)
     snip_ref = sum(float(jnp.sum(jnp.abs(t * g))) for t, g in zip(thetas, grads))
     norm_ref = sum(float(jnp.linalg.norm(g.ravel())) for g in grads)
@@ -238,12 +290,20 @@ def test_pruning_scores_against_finite_differences(x64, grad_setup):
 
 
 # ------------------------------------------------------------------ fisher
-@pytest.mark.parametrize("cell_affine", [True, pytest.param(False, marks=pytest.mark.slow)])
+@pytest.mark.slow  # twin: the same check on SmallNet (below)
+@pytest.mark.parametrize("cell_affine", [True, False])
 def test_fisher_against_intercepted_activations(x64, key, cell_affine):
     # cell_affine=False: the conv outputs the reference hooks read include the conv bias.
-    net = NB201Network(C=2, N=1, num_classes=3, cell_affine=cell_affine)
+    _check_fisher(NB201Network(C=2, N=1, num_classes=3, cell_affine=cell_affine), key)
+
+
+def test_fisher_against_intercepted_activations_on_a_small_net(x64, key):
+    _check_fisher(SmallNet(), key)  # block1's conv has a bias, block0's not
+
+
+def _check_fisher(net, key):
     variables, x, y = _setup(net, key)
-    masked = net.clone(select="mask")
+    masked = net.clone(select="mask") if hasattr(net, "select") else net
 
     def run(deltas):
         acts = {}

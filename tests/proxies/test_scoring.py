@@ -142,7 +142,7 @@ def test_bad_input_errors(small):
 
 _SPLIT = """
 import json, sys, jax, numpy as np
-from experiments.cli import use_cpu_cores
+from experiments.common import use_cpu_cores
 from jnas import proxies
 from jnas.nets import NB201Network
 from jnas.spaces import nb201 as sp
@@ -161,7 +161,7 @@ print(json.dumps(out))
 
 @pytest.mark.parametrize("name,modes", [("naswot", "map"), pytest.param("jacob_cov", "map,vmap", marks=pytest.mark.slow)])
 def test_chunks_split_over_devices_give_the_same_scores(name, modes):
-    # A fresh process with three CPU devices (experiments.cli.use_cpu_cores, from
+    # A fresh process with three CPU devices (experiments.common.use_cpu_cores, from
     # JNAS_CPU_DEVICES): each chunk of 2 is rounded up to 3, one architecture per device,
     # and the five scores (the last chunk padded) must equal the single-device ones.
     # naswot in lax.map (forward only) is the fast case; jacob_cov adds a backward pass and vmap.
@@ -177,7 +177,7 @@ def test_chunks_split_over_devices_give_the_same_scores(name, modes):
 
 
 def test_cpu_devices_setting_is_checked(monkeypatch):
-    from experiments.cli import use_cpu_cores
+    from experiments.common import use_cpu_cores
 
     monkeypatch.setenv("JNAS_CPU_DEVICES", "two")
     with pytest.raises(ValueError, match="JNAS_CPU_DEVICES must be a positive integer, got 'two'"):

@@ -5,6 +5,7 @@ against brute-force path enumeration."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.stats
 
 from jnas.spaces import nb201
@@ -37,7 +38,7 @@ def test_expected_improvement_matches_scipy():
 
 def test_path_encoding_counts_live_paths():
     archs = np.asarray(nb201.enumerate_all())[::37]
-    enc = np.asarray(bayesopt.path_encoding(jnp.asarray(archs)))
+    enc = np.asarray(nb201.path_encoding(jnp.asarray(archs)))
     assert enc.shape[1] == 4 + 16 + 16 + 64
     for a, e in zip(archs, enc):
         # Brute force: walk every input-to-output route of the DAG and keep those without "none".
@@ -51,11 +52,12 @@ def test_path_encoding_counts_live_paths():
     x = np.array([0, 2, 3, 3, 1, 2])
     dead, live = x.copy(), x.copy()
     dead[4], live[3] = 4, 2
-    enc = lambda a: np.asarray(bayesopt.path_encoding(jnp.asarray(a)))
+    enc = lambda a: np.asarray(nb201.path_encoding(jnp.asarray(a)))
     np.testing.assert_array_equal(enc(x), enc(dead))
     assert not np.array_equal(enc(x), enc(live))
 
 
+@pytest.mark.slow  # twin: never repeating is checked fast in tests/strategies/test_any_space.py
 def test_bo_never_repeats_and_beats_random_on_nb201(table):
     from jnas import strategies as S
 

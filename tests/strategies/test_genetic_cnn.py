@@ -52,7 +52,7 @@ def test_mutation_changes_one_segment_at_rate_p():
 
 
 def test_survival_keeps_the_best_of_parents_and_children():
-    s = ga.genetic_cnn(length=6, population=4)
+    s = ga.genetic_cnn(genetic.GeneticSpace((4,)), population=4)
     state = s.init(jax.random.key(0))
     g0, state = s.ask(jax.random.key(1), state)
     f0 = jnp.array([1.0, 5.0, 3.0, 2.0])

@@ -5,6 +5,7 @@ import importlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jnas import strategies as S
 from jnas.spaces import nb201
@@ -45,6 +46,7 @@ def test_renas_children_are_one_edit_and_the_controller_learns_not_to_break_the_
     assert np.mean(p0) < 0.1  # uniform would be 1/6
 
 
+@pytest.mark.slow  # twin: never repeating is checked fast in tests/strategies/test_any_space.py
 def test_bananas_never_repeats_and_beats_random_on_nb201(table):
     obj = S.objectives.tabular(table, "c10valid_val_acc_200ep")
     keys = jax.random.split(jax.random.key(0), 6)

@@ -24,15 +24,22 @@ def test_unknown_strategy():
         S.get("ga9")
 
 
+# Model-based strategies at unit-test size (their surrogate fits dominate the compile).
+SMALL = {"bananas": {"ensemble": 2, "hidden": 8, "steps": 20, "budget": 40}, "bo": {"budget": 40}}
+
+
 @pytest.mark.parametrize("name", sorted(S.STRATEGIES))
 def test_scan_and_python_driver_run_the_same_search(name):
-    s = S.get(name)
+    s = S.get(name, **SMALL.get(name, {}))
     key = jax.random.key(3)
     steps = -(-40 // s.batch)  # search counts asks, run counts queries
     trace = S.search(s, None, toy, steps, key)
     drv = S.run(s, None, lambda a: tuple(np.asarray(v) for v in toy(a)), steps * s.batch, key, progress=False)
     np.testing.assert_array_equal(np.asarray(trace.archs), drv.archs)
     np.testing.assert_array_equal(np.asarray(trace.fitness), drv.fitness)
+    assert set(trace.metrics) == set(drv.metrics)  # what tell returns is kept by both
+    for k in drv.metrics:
+        np.testing.assert_allclose(np.asarray(trace.metrics[k]), drv.metrics[k], rtol=1e-5)
 
 
 def test_driver_resumes_without_repeating(tmp_path):

@@ -1,0 +1,176 @@
+"""What experiments share, and nothing else: the command line (a parser built from a frozen
+Config dataclass), the output folder (its config.json, a lock against a second writer, and
+the resume check), CSV rows, and plot helpers. Library logic lives in ``jnas``; no experiment
+imports another."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import fcntl
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+import jax
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from jnas.records import read_json, write_json
+
+C = TypeVar("C")
+_LOCKS: dict[Path, int] = {}  # out folder -> open lock file descriptor, held until the process exits
+
+
+def use_cpu_cores() -> int | None:
+    """Give JAX one CPU device per core (``JNAS_CPU_DEVICES`` sets another count; 1 keeps
+    JAX's single device), so that :func:`jnas.proxies.score` splits its ``map``/``vmap``
+    chunks over them. Work on one device still uses every core; scores do not change.
+
+    Does nothing (returns None) once JAX has started its backends, or when ``XLA_FLAGS``
+    already sets ``--xla_force_host_platform_device_count``. Returns the count set.
+
+    Raises:
+      ValueError: ``JNAS_CPU_DEVICES`` is not a positive integer.
+    """
+    value = os.environ.get("JNAS_CPU_DEVICES", "")
+    if value and not (value.isdigit() and int(value) >= 1):
+        raise ValueError(f"JNAS_CPU_DEVICES must be a positive integer, got {value!r}")
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    n = int(value) if value else (os.cpu_count() or 1)
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # JAX refuses once its backends have started
+        return None
+    return n
+
+
+def parse(config_cls: type[C], argv: Sequence[str] | None, description: str) -> C:
+    """Parse ``argv`` into ``config_cls``: one ``--flag`` per field (underscores as dashes).
+    Also calls :func:`use_cpu_cores` (before any JAX work, as every experiment parses first)."""
+    use_cpu_cores()
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(config_cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = f.type if isinstance(f.type, type) else eval(f.type, {}, {})  # "int", "str | None", ...
+        base = next((t for t in (int, float, str) if t is kind or t in getattr(kind, "__args__", ())), str)
+        parser.add_argument(flag, type=base, default=f.default, help=f.metadata.get("help", f.name))
+    return config_cls(**vars(parser.parse_args(argv)))
+
+
+def prepare_out(out: str | Path, config: Any, resume_keys: Sequence[str]) -> Path:
+    """Create ``out``, lock it against a second process, and write ``config.json``.
+
+    A folder that already holds finished work (any file besides ``config.json`` and the lock)
+    must have been made with the same values for ``resume_keys``: the run resumes it. A folder
+    holding only the ``config.json`` of a run that failed before finishing anything is taken
+    over with the new settings, so fixing a bad flag never needs a new ``--out``.
+
+    Raises:
+      ValueError: another process holds the folder, or it holds finished work of other settings.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
+    if key not in _LOCKS:
+        fd = os.open(out / ".lock", os.O_CREAT | os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ValueError(f"another process is writing to {out} (it holds {out / '.lock'}); wait for it or choose "
+                             "another --out") from None
+        _LOCKS[key] = fd
+    cfg = dataclasses.asdict(config)
+    path = out / "config.json"
+    work = [p for p in out.iterdir() if p.name not in ("config.json", ".lock")]
+    if path.exists() and work:
+        old = read_json(path)
+        changed = {k: (old.get(k), cfg[k]) for k in resume_keys if old.get(k) != cfg[k]}
+        if changed:
+            raise ValueError(
+                f"{out} holds a run with other settings {changed} (old, new); resume with the same "
+                f"settings or choose another --out"
+            )
+    write_json(path, cfg)
+    return out
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """Rows of dicts as a CSV with the first row's keys as header."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def generation_rows(values: np.ndarray, larger_is_better: bool = True) -> list[dict]:
+    """Per generation (row of ``values``): best, mean, worst and the best so far."""
+    pick, drop = (np.max, np.min) if larger_is_better else (np.min, np.max)
+    rows, best = [], None
+    for gen, v in enumerate(np.asarray(values)):
+        best = float(pick(v)) if best is None else float(pick([best, pick(v)]))
+        rows.append({"generation": gen, "best": float(pick(v)), "mean": float(v.mean()), "worst": float(drop(v)),
+                     "best_so_far": best})
+    return rows
+
+
+def mean_band(ax, x: np.ndarray, curves: np.ndarray, label: str) -> None:
+    """Mean over seeds (rows of ``curves``, NaN = no value yet) with a 95% confidence band."""
+    with warnings.catch_warnings():  # columns where every seed is still NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n = np.sum(np.isfinite(curves), 0).clip(1)
+        mean = np.nanmean(curves, 0)
+        sem = np.nanstd(curves, 0, ddof=1) / np.sqrt(n) if len(curves) > 1 else np.zeros_like(mean)
+    ax.plot(x, mean, label=label)
+    ax.fill_between(x, mean - 1.96 * sem, mean + 1.96 * sem, alpha=0.2)
+
+
+def save_incumbent_plot(fig, ax, optimum: float, path, **axes) -> None:
+    """Mark the benchmark optimum, label the axes (``ax.set(**axes)``), add the legend, save."""
+    ax.axhline(optimum, color="k", ls=":", lw=1, label="optimum")
+    ax.set(**axes)
+    ax.legend()
+    save_figure(fig, path, dpi=120)
+
+
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """Lay out, save and close ``fig``, as a 64-colour palette PNG: plots have few colours,
+    and the palette makes the file 3-4x smaller than RGBA, so the summaries kept in git
+    (``docs/results/``) stay small."""
+    import io
+
+    from PIL import Image  # a dependency of matplotlib
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    plt.close(fig)
+    image = Image.open(buf).convert("RGB")
+    image.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(path, format="PNG", optimize=True)
+
+
+def save_generation_plot(rows: list[dict], path: str | Path, xlabel: str, ylabel: str, title: str) -> None:
+    """Best, mean and worst value per generation."""
+    gens = [r["generation"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, style in (("best", "o-"), ("mean", "s-"), ("worst", "^-")):
+        ax.plot(gens, [r[k] for r in rows], style, label=k)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend()
+    save_figure(fig, path, dpi=120)
+
+
+def plot_curves(curves: dict[str, np.ndarray], report: str, title: str, path: Path, optimum: float) -> None:
+    """Mean best-so-far report per strategy with a 95% confidence band over seeds."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, c in curves.items():
+        mean_band(ax, np.arange(1, c.shape[1] + 1), c, name)
+    save_incumbent_plot(fig, ax, optimum, path, xlabel="queries", ylabel=f"incumbent {report}", title=title,
+                        ylim=(optimum - 3, optimum + 0.3))
