@@ -1,4 +1,4 @@
-"""Successive halving, Hyperband, BOHB, ASHA and random search at equal cost.
+"""Successive halving, Hyperband, BOHB, ASHA, DEHB and random search at equal cost.
 
     python -m experiments.multifidelity --method all --seeds 20 --cost 20000 --data-dir ../shared/data --out runs/multifidelity
 
@@ -12,8 +12,11 @@ Each method runs ``--seeds`` times until ``--cost`` epochs are spent. The incumb
 fitness at the largest budget seen) is tracked with its ``--report`` value (table objective:
 any column, default ``c10_test_acc_200ep``). ``--warm-start PROXY`` ranks ``--warm-factor``
 times more random candidates by a zero-cost proxy (jnas.proxies, on a 64-image CIFAR batch,
-C=8, N=1) before each first rung. Writes ``evals/<method>_<seed>.jsonl`` (every evaluation;
-rerunning resumes from them), ``curves.csv``, ``summary.json`` and ``curves.png``.
+C=8, N=1) before each first rung. Every method runs through the ask/tell driver
+(:func:`jnas.strategies.run` with ``max_cost``); random search is
+:func:`jnas.strategies.random_search` at the full budget. Writes
+``evals/<method>_<seed>.jsonl`` (every evaluation; rerunning resumes from them),
+``curves.csv``, ``summary.json`` and ``curves.png``.
 
 Runtime (2-core CPU): the table objective takes seconds per method for 20 seeds. Reference
 (NB201 paper, Table 5, 12-epoch validation accuracy as fitness, about 12k seconds of
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -37,13 +39,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.common import mean_band, parse, prepare_out, save_incumbent_plot
+from jnas import strategies
 from jnas.estimation import multifidelity as mf
+from jnas.records import write_json
 from jnas.spaces import nb201 as space
+
+METHODS = [*mf.METHODS, "rs"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    method: str = dataclasses.field(default="all", metadata={"help": f"comma-separated subset of {list(mf.METHODS)}, or all"})
+    method: str = dataclasses.field(default="all", metadata={"help": f"comma-separated subset of {METHODS}, or all"})
     objective: str = dataclasses.field(default="table", metadata={"help": "table or train"})
     fitness: str = dataclasses.field(default="c10valid_val_acc", metadata={"help": "metric with <metric>_<E>ep columns"})
     report: str = dataclasses.field(default="c10_test_acc_200ep", metadata={"help": "table column reported for the incumbent"})
@@ -65,11 +71,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from jnas.benchmarks import nb201 as bench
 
     cfg = parse(Config, argv, __doc__.splitlines()[0])
-    methods = list(mf.METHODS) if cfg.method == "all" else cfg.method.split(",")
-    if any(m not in mf.METHODS for m in methods):
-        raise ValueError(f"unknown method {cfg.method!r}; valid methods are {list(mf.METHODS)} or 'all'")
+    methods = METHODS if cfg.method == "all" else cfg.method.split(",")
+    if any(m not in METHODS for m in methods):
+        raise ValueError(f"unknown method {cfg.method!r}; valid methods are {METHODS} or 'all'")
     if cfg.objective not in ("table", "train"):
         raise ValueError(f"unknown objective {cfg.objective!r}; valid objectives are ['table', 'train']")
+    if not cfg.cost > 0 or cfg.seeds < 1 or not cfg.eta > 1:
+        raise ValueError(f"need --cost > 0, --seeds >= 1 and --eta > 1, got {cfg.cost}, {cfg.seeds}, {cfg.eta}")
     table = bench.load(cfg.data_dir)
     if cfg.report not in table.columns:
         raise ValueError(f"unknown report column {cfg.report!r}; the table has {table.metrics}")
@@ -79,25 +87,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
     r_min, r_max = cfg.r_min or r_lo, cfg.r_max or r_hi
     report_col = np.asarray(table.columns[cfg.report])
     report = lambda a: float(report_col[int(space.to_index(a))])
+    fidelity_objective = mf.batched(objective, report)
     base = lambda k, n: np.array(space.sample(k, n))
-    sampler = base if cfg.warm_start == "none" else mf.warm_start(base, _proxy_score(cfg), cfg.warm_factor)
+    sample = None if cfg.warm_start == "none" else mf.warm_start(base, _proxy_score(cfg), cfg.warm_factor)
     (out / "evals").mkdir(exist_ok=True)
     rows = []
     for m in methods:
         for s in tqdm(range(cfg.seed, cfg.seed + cfg.seeds), desc=m):
-            ev = mf.Evaluator(objective, cfg.cost, out / "evals" / f"{m}_{s}.jsonl", report)
-            key = jax.random.key(s)
-            if m == "sh":
-                mf.successive_halving(ev, sampler, key, cfg.sh_n, r_min, r_max, cfg.eta)
-            elif m == "hb":
-                mf.hyperband(ev, sampler, key, r_min, r_max, cfg.eta)
-            elif m == "bohb":
-                mf.bohb(ev, sampler, key, r_min, r_max, (space.NUM_OPS,) * space.NUM_EDGES, cfg.eta)
-            elif m == "asha":
-                mf.asha(ev, sampler, key, r_min, r_max, cfg.eta, cfg.workers)
+            log = out / "evals" / f"{m}_{s}.jsonl"
+            if m == "rs":  # every configuration at the full budget: plain random search
+                strategy = _at_budget(strategies.random_search(space.SPACE) if sample is None else
+                                      strategies.random_search(_Sampled(sample)), r_max)
             else:
-                mf.random_search(ev, sampler, key, r_max)
-            curve = mf.incumbent_curve(ev.history)
+                kw = {"sh": dict(n=cfg.sh_n), "asha": dict(workers=cfg.workers)}.get(m, {})
+                if m != "dehb":  # DEHB draws unit-cube vectors, not architectures
+                    kw["sample"] = sample
+                strategy = mf.METHODS[m](space.SPACE, r_min=r_min, r_max=r_max, eta=cfg.eta, **kw)
+            trace = strategies.run(strategy, None, fidelity_objective, None, jax.random.key(s), log=log, progress=False,
+                                   max_cost=cfg.cost)
+            curve = mf.incumbent_curve(mf.history(trace))
             rows += [{"method": m, "seed": s, "evaluation": i + 1, **{k: c[k] for k in ("total_cost", "value", "report")}}
                      for i, c in enumerate(curve)]
     with open(out / "curves.csv", "w", newline="") as f:
@@ -105,12 +113,31 @@ def main(argv: Sequence[str] | None = None) -> dict:
         w.writeheader()
         w.writerows(rows)
     summary = _summarise(rows, methods, cfg, report_col)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     _plot(rows, methods, cfg, out / "curves.png", float(np.nanmax(report_col)))
     for m in methods:
         s = summary["methods"][m]
         print(f"{m:5s} {cfg.report} {s['report_mean']:.2f} +- {s['report_std']:.2f}  evaluations {s['evaluations_mean']:.0f}")
     return summary
+
+
+class _Sampled:
+    """NB201 with its sampler replaced (the warm start), for random search."""
+
+    def __init__(self, sample):
+        self.sample, self.arch_shape, self.jittable = sample, space.SPACE.arch_shape, False
+
+
+def _at_budget(strategy: strategies.Strategy, budget: float) -> strategies.Strategy:
+    """``strategy`` asking every architecture at ``budget`` (a Query), so the driver counts cost."""
+    def ask(key, state, params=None):
+        archs, state = strategy.ask(key, state, params)
+        return strategies.Query(archs, np.full(archs.shape[0], budget)), state
+
+    def tell(key, query, fitness, state, params=None):
+        return strategy.tell(key, query.archs, fitness, state, params)
+
+    return strategy._replace(ask=ask, tell=tell, jittable=False)
 
 
 def _objective(cfg: Config, table, out: Path):

@@ -1,5 +1,7 @@
-"""Multi-fidelity search: successive halving, Hyperband, BOHB and ASHA (plus random search at
-full budget as the reference), over any objective ``(arch, budget) -> (value, cost)``.
+"""Multi-fidelity search on the ask/tell API: successive halving, Hyperband, BOHB, ASHA and
+DEHB ask for ``(architecture, budget)`` pairs and are told the results, so the same driver
+(:func:`jnas.strategies.run`, with ``max_cost``), the same logs and the same resume run them
+as every other strategy.
 
 * Successive halving (Jamieson & Talwalkar 2016): n configurations at budget r, keep the
   best 1/eta at eta times the budget, until one rung reaches r_max.
@@ -12,81 +14,46 @@ full budget as the reference), over any objective ``(arch, budget) -> (value, co
   normal-reference bandwidths, bandwidth factor 3, 64 candidates, top 15% as "good").
 * ASHA (Li et al. 2020): asynchronous promotions -- a free worker promotes the best
   not-yet-promoted configuration in the top 1/eta of the highest rung it can, else starts a
-  new one at the bottom; simulated with ``workers`` workers and job length = cost.
+  new one at the bottom; simulated with ``workers`` workers, a job lasting its budget.
+* DEHB (Awad, Mallik & Hutter, IJCAI 2021): Hyperband's brackets, where each budget keeps a
+  differential-evolution subpopulation of unit-cube vectors (a gene's category is
+  floor(u * choices)). The first bracket samples at random and seeds each budget's
+  subpopulation with the configurations promoted to it; afterwards every rung evolves its
+  budget's subpopulation: rand/1 mutation (F = 0.5) with parents from the configurations
+  the lower budget promotes this rung (from the subpopulation itself at the bracket's first
+  rung), binomial crossover (CR = 0.5), and the trial replaces its target when it is at
+  least as good at that budget. Departure: DEHB draws mutation parents from a global
+  population when a pool has fewer than three members; here the budget's own subpopulation
+  tops it up.
 
-Larger values are better. An :class:`Evaluator` counts the cost (epochs) spent, stops a
-method once ``max_cost`` is used, records every evaluation, and -- given a cache file --
-replays finished evaluations when a killed run is restarted with the same settings, so no
-evaluation is lost or repeated. Configurations are categorical vectors (e.g. NB201 cells);
-``sampler(key, n) -> (n, d)`` draws them and :func:`warm_start` makes a sampler that ranks
-``factor * n`` random candidates by a zero-cost proxy and keeps the best n.
+A method is a generator over its own schedule that yields ``(configuration, budget)`` and is
+sent each value; its ask/tell state is only the key and the results so far, and ``ask``
+replays the results into the schedule (kept alive between calls, rebuilt after a resume), so
+every query is a pure function of ``(key, results)``. Larger values are better.
+Configurations are architectures of any space with ``choices`` (BOHB's TPE and DEHB's
+vectors need categorical genes; SH, Hyperband and ASHA need only ``sample``); ``sample(key,
+n)`` overrides the space's, e.g. :func:`warm_start`, which ranks ``factor * n`` random
+candidates by a zero-cost proxy and keeps the best n. The objective the driver calls is
+``(archs (B, ...), budgets (B,)) -> (fitness (B,), report (B,), cost (B,))``.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Generator, NamedTuple
 
 import jax
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from jnas.records import Records
+from jnas.spaces.base import Space, require
+from jnas.strategies.base import Query, Strategy
 
-Objective = Callable[[np.ndarray, float], tuple[float, float]]
+Objective = Callable[[np.ndarray, float], tuple[float, float]]  # (arch, budget) -> (value, cost)
 Sampler = Callable[[PRNGKeyArray, int], np.ndarray]
-
-
-class BudgetExhausted(Exception):
-    """Raised by :class:`Evaluator` when the cost budget is spent."""
-
-
-class Evaluator:
-    """Counts cost, records evaluations, and replays them from ``cache`` after a restart.
-
-    Args:
-      objective: ``(arch, budget) -> (value, cost)``.
-      max_cost: total cost allowed; the evaluation that crosses it is the last one.
-      cache: JSONL file of finished evaluations (one line each, in call order).
-      report: optional ``arch -> float`` logged beside each evaluation (e.g. test accuracy).
-    """
-
-    def __init__(self, objective: Objective, max_cost: float, cache: str | Path | None = None,
-                 report: Callable[[np.ndarray], float] | None = None):
-        self.objective, self.max_cost, self.report = objective, max_cost, report
-        self.cache = Path(cache) if cache else None
-        self._records = Records(self.cache) if cache else None
-        self.history: list[dict] = []
-        self._replay = self._records.read() if cache else []
-
-    @property
-    def cost(self) -> float:
-        return self.history[-1]["total_cost"] if self.history else 0.0
-
-    def __call__(self, arch, budget: float, tag: str = "") -> float:
-        if self.cost >= self.max_cost:
-            raise BudgetExhausted
-        arch = [int(a) for a in np.asarray(arch).ravel()]
-        i = len(self.history)
-        if i < len(self._replay):
-            rec = self._replay[i]
-            if rec["arch"] != arch or not math.isclose(rec["budget"], budget):
-                raise ValueError(
-                    f"{self.cache} holds another run: evaluation {i} was {rec['arch']} at budget {rec['budget']}, "
-                    f"now {arch} at {budget}; resume with the same settings or use a fresh cache"
-                )
-        else:
-            value, cost = self.objective(np.asarray(arch), budget)
-            rec = {"arch": arch, "budget": float(budget), "value": float(value), "cost": float(cost),
-                   "total_cost": self.cost + float(cost), "tag": tag}
-            if self.report is not None:
-                rec["report"] = float(self.report(np.asarray(arch)))
-            if self._records is not None:
-                self._records.append(rec)
-        self.history.append(rec)
-        return rec["value"]
+Schedule = Generator[tuple[np.ndarray, float], float, None]
 
 
 def incumbent_curve(history: list[dict]) -> list[dict]:
@@ -130,57 +97,91 @@ def sh_rungs(n: int, r_min: float, r_max: float, eta: float = 3) -> list[tuple[i
             for i in range(rungs + 1)]
 
 
+# ---------------------------------------------------------------- the ask/tell wrapper
+
+
+class MFState(NamedTuple):
+    key: PRNGKeyArray  # the schedule's own randomness
+    results: tuple  # ((configuration as a tuple, budget, value), ...) in query order
+
+
+def as_strategy(schedule: Callable[[PRNGKeyArray], Schedule], space: Space) -> Strategy:
+    """A multi-fidelity :class:`Strategy` from ``schedule(key) -> generator`` (see module doc)."""
+    live: dict = {}  # the running generator and the results it has consumed (a cache, never a source)
+
+    def next_query(state: MFState):
+        done = state.results
+        if live.get("key") is not state.key or live.get("seen") != done[: len(live.get("seen", ()))]:
+            live.update(key=state.key, gen=schedule(state.key), seen=(), pending=None)
+            live["pending"] = next(live["gen"])
+        for rec in done[len(live["seen"]):]:  # replay results the generator has not seen yet
+            config, budget = live["pending"]
+            if tuple(np.asarray(config).ravel().tolist()) != rec[0] or not math.isclose(budget, rec[1]):
+                raise ValueError(f"the results do not follow this schedule: it asked {np.asarray(config).tolist()} at "
+                                 f"{budget}, the record holds {list(rec[0])} at {rec[1]}")
+            live["pending"] = live["gen"].send(rec[2])
+            live["seen"] = live["seen"] + (rec,)
+        return live["pending"]
+
+    def init(key, params=None):
+        return MFState(key, ())
+
+    def ask(key, state, params=None):
+        config, budget = next_query(state)
+        return Query(np.asarray(config, np.int32)[None], np.array([budget], np.float64)), state
+
+    def tell(key, query, fitness, state, params=None):
+        rec = (tuple(np.asarray(query.archs[0]).ravel().tolist()), float(query.budgets[0]), float(np.asarray(fitness)[0]))
+        return MFState(state.key, state.results + (rec,)), {}
+
+    return Strategy(init, ask, tell, 1, jittable=False, vmappable=False)
+
+
+def _sampler(space: Space, sample: Sampler | None) -> Sampler:
+    return sample if sample is not None else (lambda k, n: np.asarray(space.sample(k, n)))
+
+
+def _rungs(configs: np.ndarray, rungs: list[tuple[int, float]], observe: Callable | None = None) -> Schedule:
+    """Successive halving over given rungs: evaluate, keep the best n_{i+1}, raise the budget."""
+    for n_i, r_i in rungs:
+        configs = configs[:max(n_i, 1)]
+        values = []
+        for c in configs:
+            values.append((yield c, r_i))
+        values = np.asarray(values)
+        if observe is not None:
+            observe(configs, values, r_i)
+        configs = configs[np.argsort(-values, kind="stable")]
+
+
 # ---------------------------------------------------------------- methods
 
 
-def _run_rungs(ev: Evaluator, configs: np.ndarray, rungs: list[tuple[int, float]], tag: str,
-               observe: Callable | None = None) -> None:
-    """Successive halving over given rungs: evaluate, keep the best n_{i+1}, raise the budget."""
-    for i, (n_i, r_i) in enumerate(rungs):
-        configs = configs[:max(n_i, 1)]
-        values = np.array([ev(c, r_i, f"{tag} rung {i}") for c in configs])
-        if observe is not None:
-            observe(configs, values, r_i)
-        order = np.argsort(-values, kind="stable")
-        configs = configs[order]
+def successive_halving(space: Space, n: int, r_min: float, r_max: float, eta: float = 3,
+                       sample: Sampler | None = None) -> Strategy:
+    """Rounds of successive halving, fresh configurations each round, until the cost is spent."""
+    draw = _sampler(space, sample)
+
+    def schedule(key):
+        for round_ in itertools.count():
+            yield from _rungs(np.asarray(draw(jax.random.fold_in(key, round_), n)), sh_rungs(n, r_min, r_max, eta))
+
+    return as_strategy(schedule, space)
 
 
-def successive_halving(ev: Evaluator, sampler: Sampler, key: PRNGKeyArray, n: int, r_min: float, r_max: float,
-                       eta: float = 3) -> None:
-    """Repeat successive halving (fresh configurations each round) until the budget is spent."""
-    try:
-        for round_ in range(10**9):
-            configs = np.asarray(sampler(jax.random.fold_in(key, round_), n))
-            _run_rungs(ev, configs, sh_rungs(n, r_min, r_max, eta), f"sh {round_}")
-    except BudgetExhausted:
-        pass
+def _hyperband_schedule(key, draw: Sampler, r_min, r_max, eta, propose=None, observe=None) -> Schedule:
+    propose = propose or draw
+    for it in itertools.count():
+        for b, rungs in enumerate(hyperband_brackets(r_min, r_max, eta)):
+            configs = np.asarray(propose(jax.random.fold_in(key, it * 1000 + b), rungs[0][0]))
+            yield from _rungs(configs, rungs, observe)
 
 
-def hyperband(ev: Evaluator, sampler: Sampler, key: PRNGKeyArray, r_min: float, r_max: float, eta: float = 3,
-              propose: Callable | None = None, observe: Callable | None = None) -> None:
-    """Hyperband iterations (all brackets, largest s first) until the budget is spent.
-
-    ``propose(key, n) -> configs`` replaces the sampler for new configurations (BOHB's model)
-    and ``observe(configs, values, budget)`` sees every rung's results.
-    """
-    propose = propose or sampler
-    try:
-        for it in range(10**9):
-            for b, rungs in enumerate(hyperband_brackets(r_min, r_max, eta)):
-                configs = np.asarray(propose(jax.random.fold_in(key, it * 1000 + b), rungs[0][0]))
-                _run_rungs(ev, configs, rungs, f"hb {it} bracket {b}", observe)
-    except BudgetExhausted:
-        pass
-
-
-def random_search(ev: Evaluator, sampler: Sampler, key: PRNGKeyArray, r_max: float, batch: int = 16) -> None:
-    """Every configuration at the full budget r_max."""
-    try:
-        for i in range(10**9):
-            for c in np.asarray(sampler(jax.random.fold_in(key, i), batch)):
-                ev(c, r_max, "rs")
-    except BudgetExhausted:
-        pass
+def hyperband(space: Space, r_min: float, r_max: float, eta: float = 3, sample: Sampler | None = None) -> Strategy:
+    """Hyperband iterations (all brackets, largest s first) until the cost is spent."""
+    draw = _sampler(space, sample)
+    hyperband_brackets(r_min, r_max, eta)  # validate now, not at the first ask
+    return as_strategy(lambda key: _hyperband_schedule(key, draw, r_min, r_max, eta), space)
 
 
 class TPE:
@@ -245,64 +246,133 @@ class TPE:
         return cand[int(np.argmax(ratio))]
 
 
-def bohb(ev: Evaluator, sampler: Sampler, key: PRNGKeyArray, r_min: float, r_max: float, cardinalities,
-         eta: float = 3, random_fraction: float = 1 / 3, **tpe_kwargs) -> TPE:
+def bohb(space: Space, r_min: float, r_max: float, eta: float = 3, random_fraction: float = 1 / 3,
+         sample: Sampler | None = None, **tpe_kwargs) -> Strategy:
     """Hyperband with TPE proposals; a fraction ``random_fraction`` of configurations stay random."""
-    model = TPE(cardinalities, **tpe_kwargs)
+    require(space, "choices", who="BOHB")
+    draw = _sampler(space, sample)
+    hyperband_brackets(r_min, r_max, eta)
 
-    def propose(k, n):
-        k_rand, k_mix, k_model = jax.random.split(k, 3)
-        configs = np.array(sampler(k_rand, n))
-        split = model.split()
-        if split is None:
+    def schedule(key):
+        model = TPE(space.choices, **tpe_kwargs)
+
+        def propose(k, n):
+            k_rand, k_mix, k_model = jax.random.split(k, 3)
+            configs = np.array(draw(k_rand, n))
+            split = model.split()
+            if split is None:
+                return configs
+            use_model = np.asarray(jax.random.uniform(k_mix, (n,))) >= random_fraction
+            for i in np.flatnonzero(use_model):
+                configs[i] = model.propose(jax.random.fold_in(k_model, int(i)), *split)
             return configs
-        use_model = np.asarray(jax.random.uniform(k_mix, (n,))) >= random_fraction
-        for i in np.flatnonzero(use_model):
-            configs[i] = model.propose(jax.random.fold_in(k_model, int(i)), *split)
-        return configs
 
-    hyperband(ev, sampler, key, r_min, r_max, eta, propose=propose, observe=model.observe)
-    return model
+        yield from _hyperband_schedule(key, draw, r_min, r_max, eta, propose, model.observe)
+
+    return as_strategy(schedule, space)
 
 
-def asha(ev: Evaluator, sampler: Sampler, key: PRNGKeyArray, r_min: float, r_max: float, eta: float = 3,
-         workers: int = 4) -> None:
-    """Asynchronous successive halving, simulated: a job's duration is its cost."""
+def asha(space: Space, r_min: float, r_max: float, eta: float = 3, workers: int = 4,
+         sample: Sampler | None = None) -> Strategy:
+    """Asynchronous successive halving, simulated: ``workers`` workers, a job lasts its budget."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    draw = _sampler(space, sample)
     budgets = [r for _, r in sh_rungs(1, r_min, r_max, eta)]
     top = len(budgets) - 1
-    rungs: list[list[tuple[float, int]]] = [[] for _ in budgets]  # (value, config id) per rung
-    promoted: list[set[int]] = [set() for _ in budgets]
-    configs: list[np.ndarray] = []
-    events: list[tuple[float, int, int, int, float]] = []  # (finish time, seq, config id, rung, value)
-    seq = 0
 
-    def get_job() -> tuple[int, int]:
-        for k in range(top - 1, -1, -1):
-            ranked = sorted(rungs[k], key=lambda t: -t[0])[: len(rungs[k]) // int(eta)]
-            for _, cid in ranked:
-                if cid not in promoted[k]:
-                    promoted[k].add(cid)
-                    return cid, k + 1
-        configs.append(np.asarray(sampler(jax.random.fold_in(key, len(configs)), 1))[0])
-        return len(configs) - 1, 0
+    def schedule(key):
+        rungs: list[list[tuple[float, int]]] = [[] for _ in budgets]  # (value, config id) per rung
+        promoted: list[set[int]] = [set() for _ in budgets]
+        configs: list[np.ndarray] = []
+        events: list[tuple[float, int, int, int, float]] = []  # (finish time, seq, config id, rung, value)
 
-    def start(now: float) -> None:
-        nonlocal seq
-        cid, k = get_job()
-        before = ev.cost
-        value = ev(configs[cid], budgets[k], f"asha rung {k}")
-        heapq.heappush(events, (now + (ev.cost - before), seq, cid, k, value))
-        seq += 1
+        def get_job() -> tuple[int, int]:
+            for k in range(top - 1, -1, -1):
+                ranked = sorted(rungs[k], key=lambda t: -t[0])[: len(rungs[k]) // int(eta)]
+                for _, cid in ranked:
+                    if cid not in promoted[k]:
+                        promoted[k].add(cid)
+                        return cid, k + 1
+            configs.append(np.asarray(draw(jax.random.fold_in(key, len(configs)), 1))[0])
+            return len(configs) - 1, 0
 
-    try:
-        for _ in range(workers):
-            start(0.0)
-        while events:
-            now, _, cid, k, value = heapq.heappop(events)
-            rungs[k].append((value, cid))
-            start(now)
-    except BudgetExhausted:
-        pass
+        seq, now = 0, 0.0
+        while True:
+            if seq >= workers:  # every worker busy: the earliest job finishes and its worker is free
+                now, _, cid, k, value = heapq.heappop(events)
+                rungs[k].append((value, cid))
+            cid, k = get_job()
+            value = yield configs[cid], budgets[k]
+            heapq.heappush(events, (now + budgets[k], seq, cid, k, value))
+            seq += 1
+
+    return as_strategy(schedule, space)
+
+
+def dehb(space: Space, r_min: float, r_max: float, eta: float = 3, mutation_factor: float = 0.5,
+         crossover_prob: float = 0.5) -> Strategy:
+    """DEHB (module docstring): Hyperband's brackets with a differential-evolution
+    subpopulation per budget (rand/1/bin, F = ``mutation_factor``, CR = ``crossover_prob``)."""
+    require(space, "choices", who="DEHB")
+    if not 0 < mutation_factor <= 2 or not 0 <= crossover_prob <= 1:
+        raise ValueError(f"need 0 < mutation_factor <= 2 and 0 <= crossover_prob <= 1, got {mutation_factor}, {crossover_prob}")
+    choices = np.asarray(space.choices)
+    brackets = hyperband_brackets(r_min, r_max, eta)
+    sizes: dict[float, int] = {}  # subpopulation size per budget: the most configurations any bracket runs there
+    for rungs in brackets:
+        for n_i, r_i in rungs:
+            sizes[r_i] = max(sizes.get(r_i, 0), n_i)
+
+    def config(u: np.ndarray) -> np.ndarray:
+        return np.minimum(np.floor(u * choices), choices - 1).astype(np.int32)
+
+    def schedule(key):
+        pops: dict[float, list[list]] = {}  # budget -> [[vector, value], ...]
+        cursor: dict[float, int] = {}  # budget -> next target to evolve
+        draws = itertools.count()
+        rng = lambda: np.random.default_rng(np.asarray(jax.random.key_data(jax.random.fold_in(key, next(draws)))))
+
+        def evolve(u_target, pool: list[np.ndarray], r) -> np.ndarray:
+            g = rng()
+            if len(pool) < 3:  # top the parent pool up from the budget's own subpopulation
+                pool = pool + [m[0] for m in pops[r]]
+            a, b, c = (pool[i] for i in g.choice(len(pool), 3, replace=len(pool) < 3))
+            mutant = np.clip(a + mutation_factor * (b - c), 0.0, 1.0)
+            cross = g.random(len(choices)) < crossover_prob
+            cross[g.integers(len(choices))] = True  # at least one gene from the mutant
+            return np.where(cross, mutant, u_target)
+
+        for it in itertools.count():
+            for rungs in brackets:
+                promoted: list[np.ndarray] | None = None  # vectors the previous rung passes up, best first
+                for i, (n_i, r_i) in enumerate(rungs):
+                    n_i = max(n_i, 1)
+                    pop = pops.setdefault(r_i, [])
+                    if it == 0:
+                        # First round: Hyperband with random configurations; the subpopulation fills up.
+                        vecs = rng().random((n_i, len(choices))) if i == 0 else promoted[:n_i]
+                        trials = []
+                        for u in vecs:
+                            value = yield config(u), r_i
+                            trials.append((u, value))
+                            if len(pop) < sizes[r_i]:
+                                pop.append([u, value])
+                    else:
+                        pool = [m[0] for m in pop] if i == 0 else list(promoted[:n_i])
+                        trials = []
+                        for _ in range(n_i):
+                            j = cursor.get(r_i, 0) % len(pop)
+                            cursor[r_i] = j + 1
+                            u = evolve(pop[j][0], pool, r_i)
+                            value = yield config(u), r_i
+                            trials.append((u, value))
+                            if value >= pop[j][1]:  # selection: the trial replaces its target
+                                pop[j] = [u, value]
+                    order = sorted(range(len(trials)), key=lambda t: -trials[t][1])
+                    promoted = [trials[t][0] for t in order]
+
+    return as_strategy(schedule, space)
 
 
 def warm_start(sampler: Sampler, score: Callable[[np.ndarray], np.ndarray], factor: int = 4) -> Sampler:
@@ -318,7 +388,36 @@ def warm_start(sampler: Sampler, score: Callable[[np.ndarray], np.ndarray], fact
     return sample
 
 
-METHODS = ("sh", "hb", "bohb", "asha", "rs")
+# name -> factory(space, r_min, r_max, eta, **kw); random search at full budget is
+# jnas.strategies.random_search with the objective fixed at r_max.
+METHODS = {"sh": successive_halving, "hb": hyperband, "bohb": bohb, "asha": asha, "dehb": dehb}
+
+
+def batched(objective: Objective, report: Callable[[np.ndarray], float] | None = None) -> Callable:
+    """The driver's objective ``(archs, budgets) -> (fitness, report, cost)`` from a
+    per-architecture ``objective(arch, budget) -> (value, cost)`` and an optional
+    ``report(arch)`` (NaN without one)."""
+
+    def run(archs, budgets):
+        vals = [objective(np.asarray(a), float(b)) for a, b in zip(np.asarray(archs), np.asarray(budgets))]
+        rep = [report(np.asarray(a)) if report is not None else math.nan for a in np.asarray(archs)]
+        return (np.array([v for v, _ in vals], np.float32), np.array(rep, np.float32),
+                np.array([c for _, c in vals], np.float64))
+
+    return run
+
+
+def history(trace) -> list[dict]:
+    """The evaluations of a multi-fidelity :class:`jnas.strategies.Trace` as records
+    ``{"arch", "budget", "value", "report", "cost", "total_cost"}`` (what
+    :func:`incumbent_curve` reads)."""
+    out, total = [], 0.0
+    for a, b, v, r, c in zip(np.asarray(trace.archs).reshape(-1, *np.asarray(trace.archs).shape[2:]),
+                             np.ravel(trace.budgets), np.ravel(trace.fitness), np.ravel(trace.report), np.ravel(trace.cost)):
+        total += float(c)
+        out.append({"arch": np.asarray(a).tolist(), "budget": float(b), "value": float(v), "report": float(r),
+                    "cost": float(c), "total_cost": total})
+    return out
 
 
 # ---------------------------------------------------------------- objectives

@@ -59,7 +59,8 @@ class NB201Space(Categorical):
         return (self.num_ops,) * self.num_edges
 
     def check(self, archs) -> np.ndarray:
-        return self.check_genes(archs)
+        a = np.asarray(archs)
+        return _check_arch(a).astype(np.int32) if a.ndim == 1 else np.asarray(check_batch(a))
 
     def to_string(self, arch) -> str:
         return to_string(arch)

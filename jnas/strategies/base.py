@@ -39,14 +39,25 @@ class Strategy(NamedTuple):
     params: PyTree = None  # default hyperparameters (pass None to init/ask/tell or search to use them)
 
 
+class Query(NamedTuple):
+    """What a multi-fidelity strategy asks for: architectures and the budget (e.g. epochs) to
+    evaluate each at (:mod:`jnas.estimation.multifidelity`)."""
+
+    archs: Array  # (B, ...)
+    budgets: Array  # (B,)
+
+
 class Trace(NamedTuple):
     """Everything a search evaluated, in order; ``(steps, B)`` leading axes (``metrics``:
-    what each ``tell`` returned, ``(steps, ...)``)."""
+    what each ``tell`` returned, ``(steps, ...)``; ``budgets`` and ``cost``: multi-fidelity
+    runs only)."""
 
     archs: Array
     fitness: Array
     report: Array
     metrics: PyTree = None
+    budgets: Array | None = None
+    cost: Array | None = None
 
 
 def resolve(params: PyTree, defaults: PyTree) -> PyTree:

@@ -1,15 +1,22 @@
 """A search driven from Python: any strategy, any objective (tabular, proxy or real training),
-a tqdm bar, every evaluation appended to a JSONL file, and resume after interruption.
+a tqdm bar, every evaluation appended to a JSONL log, and resume after interruption.
 
 Keys are derived exactly as in :func:`jnas.strategies.base.search`, so for a jittable strategy
 and objective the Python run and the scanned run evaluate the same architectures. On
 restart, the recorded steps are replayed: the strategy is asked again with the same keys,
-the architectures are checked against the record, and the recorded fitness is told back
-without calling the objective. No evaluation is lost or repeated.
+the architectures (and budgets) are checked against the record, and the recorded results
+are told back without calling the objective. No evaluation is lost or repeated; a record
+torn by a kill is dropped and its evaluation redone (:class:`jnas.records.Records`).
+
+Multi-fidelity strategies (:mod:`jnas.estimation.multifidelity`) ask for a
+:class:`~jnas.strategies.base.Query` of architectures and budgets; their objective returns
+a cost as well, and ``max_cost`` stops the run once that much is spent (the evaluation
+that crosses it is the last).
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Callable
 
@@ -19,52 +26,89 @@ from jaxtyping import PRNGKeyArray
 from tqdm.auto import tqdm
 
 from jnas.records import Records
-from jnas.strategies.base import PyTree, Strategy, Trace, resolve
+from jnas.strategies.base import PyTree, Query, Strategy, Trace, resolve
 
 
 def run(
-    strategy: Strategy, params: PyTree, objective: Callable, budget: int, key: PRNGKeyArray,
-    log: str | Path | None = None, progress: bool = True,
+    strategy: Strategy, params: PyTree, objective: Callable, budget: int | None, key: PRNGKeyArray,
+    log: str | Path | None = None, progress: bool = True, max_cost: float | None = None,
 ) -> Trace:
-    """Search until ``budget`` architectures are evaluated (rounded up to whole asks).
+    """Search until ``budget`` architectures are evaluated (rounded up to whole asks), or
+    until ``max_cost`` is spent.
 
     Args:
-      objective: ``archs (B, ...) -> (fitness (B,), report (B,))``; numpy or jax arrays.
-      log: JSONL file, one line per ask: ``{"step", "archs", "fitness", "report", "metrics"}``.
+      objective: ``archs (B, ...) -> (fitness (B,), report (B,))``; for a strategy that asks
+        :class:`Query` objects, ``(archs, budgets) -> (fitness, report, cost)``. numpy or jax.
+      budget: most evaluations (None: no limit; then ``max_cost`` is required).
+      log: JSONL file, one record per ask: ``{"step", "archs", "fitness", "report", "metrics"}``
+        (plus ``"budgets"`` and ``"cost"`` for queries with budgets).
+      max_cost: stop once the objective's summed cost reaches it (queries with budgets only).
     Returns:
       the :class:`Trace` of the whole search, including replayed steps; ``metrics`` stacks
       what each ``tell`` returned (a dict of ``(steps, ...)`` arrays).
+    Raises:
+      ValueError: no limit given, a bad limit, or a log that holds another search.
     """
+    if budget is None and max_cost is None:
+        raise ValueError("give a budget (evaluations), a max_cost, or both")
+    if budget is not None and budget < 1:
+        raise ValueError(f"budget must be >= 1 evaluation, got {budget}")
+    if max_cost is not None and not max_cost > 0:
+        raise ValueError(f"max_cost must be > 0, got {max_cost}")
     params = resolve(params, strategy.params)
-    steps = -(-budget // strategy.batch)
+    steps = None if budget is None else -(-budget // strategy.batch)
     k_init, k_run = jax.random.split(key)
-    keys = jax.random.split(k_run, steps)
+    keys = jax.random.split(k_run, steps) if steps is not None else None
     ask = jax.jit(strategy.ask) if strategy.jittable else strategy.ask
     tell = jax.jit(strategy.tell) if strategy.jittable else strategy.tell
     state = strategy.init(k_init, params)
     records = None if log is None else Records(log)
     done = [] if records is None else records.read()
-    archs_all, fit_all, rep_all, metrics_all = [], [], [], []
-    for t in tqdm(range(steps), desc="search", disable=not progress):
-        k_ask, k_tell = jax.random.split(keys[t])
-        archs, state = ask(k_ask, state, params)
-        archs = np.asarray(archs)
-        if t < len(done):
-            rec = done[t]
-            if np.asarray(rec["archs"]).tolist() != archs.tolist():
-                raise ValueError(f"{log} holds another search: step {t} evaluated {rec['archs']}, now {archs.tolist()}; "
-                                 "resume with the same settings or use a fresh log")
-            fit, rep = np.asarray(rec["fitness"], np.float32), np.asarray(rec["report"], np.float32)
-            state, metrics = tell(k_tell, archs, fit, state, params)
-        else:
-            fit, rep = (np.asarray(v, np.float32) for v in objective(archs))
-            state, metrics = tell(k_tell, archs, fit, state, params)
-            if records is not None:
-                records.append({"step": t, "archs": archs.tolist(), "fitness": fit.tolist(), "report": rep.tolist(),
-                                "metrics": {k: np.asarray(v).tolist() for k, v in metrics.items()}})
-        archs_all.append(archs)
-        fit_all.append(fit)
-        rep_all.append(rep)
-        metrics_all.append({k: np.asarray(v) for k, v in metrics.items()})
-    stacked = {k: np.stack([m[k] for m in metrics_all]) for k in (metrics_all[0] if metrics_all else {})}
-    return Trace(np.stack(archs_all), np.stack(fit_all), np.stack(rep_all), stacked)
+    out = {k: [] for k in ("archs", "fitness", "report", "metrics", "budgets", "cost")}
+    spent = 0.0
+    with tqdm(total=steps, desc="search", disable=not progress) as bar:
+        for t in itertools.count() if steps is None else range(steps):
+            step_key = keys[t] if keys is not None else jax.random.fold_in(k_run, t)
+            k_ask, k_tell = jax.random.split(step_key)
+            query, state = ask(k_ask, state, params)
+            fidelity = isinstance(query, Query)
+            archs = np.asarray(query.archs if fidelity else query)
+            budgets = np.asarray(query.budgets, np.float64) if fidelity else None
+            if t < len(done):
+                rec = done[t]
+                if (np.asarray(rec["archs"]).tolist() != archs.tolist()
+                        or (fidelity and not np.allclose(rec.get("budgets", []), budgets))):
+                    raise ValueError(f"{log} holds another search: step {t} evaluated {rec['archs']}"
+                                     f"{' at ' + str(rec.get('budgets')) if fidelity else ''}, now {archs.tolist()}"
+                                     f"{' at ' + str(budgets.tolist()) if fidelity else ''}; "
+                                     "resume with the same settings or use a fresh log")
+                fit, rep = np.asarray(rec["fitness"], np.float32), np.asarray(rec["report"], np.float32)
+                cost = np.asarray(rec["cost"], np.float64) if fidelity else None
+                state, metrics = tell(k_tell, query, fit, state, params)
+            else:
+                if fidelity:
+                    fit, rep, cost = objective(archs, budgets)
+                    cost = np.asarray(cost, np.float64)
+                else:
+                    fit, rep = objective(archs)
+                    cost = None
+                fit, rep = np.asarray(fit, np.float32), np.asarray(rep, np.float32)
+                state, metrics = tell(k_tell, query, fit, state, params)
+                if records is not None:
+                    rec = {"step": t, "archs": archs.tolist(), "fitness": fit.tolist(), "report": rep.tolist(),
+                           "metrics": {k: np.asarray(v).tolist() for k, v in metrics.items()}}
+                    if fidelity:
+                        rec.update(budgets=budgets.tolist(), cost=cost.tolist())
+                    records.append(rec)
+            for k, v in (("archs", archs), ("fitness", fit), ("report", rep), ("budgets", budgets), ("cost", cost)):
+                out[k].append(v)
+            out["metrics"].append({k: np.asarray(v) for k, v in metrics.items()})
+            bar.update()
+            if fidelity and max_cost is not None:
+                spent += float(np.sum(cost))
+                if spent >= max_cost:
+                    break
+    metrics = {k: np.stack([m[k] for m in out["metrics"]]) for k in (out["metrics"][0] if out["metrics"] else {})}
+    fidelity_run = bool(out["budgets"]) and out["budgets"][0] is not None
+    return Trace(np.stack(out["archs"]), np.stack(out["fitness"]), np.stack(out["report"]), metrics,
+                 np.stack(out["budgets"]) if fidelity_run else None, np.stack(out["cost"]) if fidelity_run else None)

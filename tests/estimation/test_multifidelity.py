@@ -1,28 +1,61 @@
-"""Multi-fidelity schedules against the papers' brackets, promotion rules by brute force,
-the TPE density, the tabular objective, and resume without repeated evaluations."""
+"""Multi-fidelity schedules on the ask/tell API against the papers' brackets, promotion rules
+by brute force, DEHB's evolution, the TPE density, the tabular objective, and resume through
+the driver without repeated evaluations."""
 
+import dataclasses
 import itertools
 
 import jax
 import numpy as np
 import pytest
 
+from jnas import strategies as S
 from jnas.estimation import multifidelity as mf
+from jnas.spaces import darts
+from jnas.spaces.base import Categorical
 
 CARD = (3, 3, 3, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cat4(Categorical):
+    """Four genes of three values: a space small enough to reason about by hand."""
+
+    name = "cat4"
+    choices = CARD
+    arch_shape = (4,)
+
+    def check(self, archs):
+        return self.check_genes(archs)
+
+    def to_string(self, arch):
+        return "".join(str(int(v)) for v in np.asarray(arch))
+
+    def from_string(self, text):
+        return np.array([int(c) for c in text], np.int32)
+
+
+SPACE = Cat4()
 
 
 def toy_objective(calls=None):
     """value = sum of the vector + budget / 1000 (larger budgets look slightly better); cost = budget."""
     def objective(arch, budget):
         if calls is not None:
-            calls.append((tuple(arch), budget))
+            calls.append((tuple(int(a) for a in arch), budget))
         return float(np.sum(arch) + budget / 1000), float(budget)
     return objective
 
 
 def sampler(key, n):
     return np.array(jax.random.randint(key, (n, len(CARD)), 0, 3))
+
+
+def evaluations(strategy, max_cost, key=0, calls=None, log=None):
+    """Run ``strategy`` through the driver on the toy objective; its evaluation records."""
+    trace = S.run(strategy, None, mf.batched(toy_objective(calls)), None, jax.random.key(key), log=log,
+                  progress=False, max_cost=max_cost)
+    return mf.history(trace)
 
 
 def test_hyperband_brackets_are_the_papers_table_1():
@@ -44,27 +77,25 @@ def test_hyperband_brackets_are_the_papers_table_1():
 
 
 def test_successive_halving_evaluates_the_schedule_and_keeps_the_best():
-    ev = mf.Evaluator(toy_objective(), max_cost=81 * 5)  # exactly one SH round of n = 81 at r = 1..81
-    mf.successive_halving(ev, sampler, jax.random.key(0), 81, 1, 81, 3)
-    per_budget = [sum(1 for r in ev.history if r["budget"] == b) for b in (1, 3, 9, 27, 81)]
-    assert per_budget == [81, 27, 9, 3, 1] and ev.cost == 81 * 5
-    first = np.asarray([r["arch"] for r in ev.history[:81]])
-    last = ev.history[-1]["arch"]
+    hist = evaluations(mf.successive_halving(SPACE, 81, 1, 81, 3), max_cost=81 * 5)  # one SH round: n = 81 at r = 1..81
+    per_budget = [sum(1 for r in hist if r["budget"] == b) for b in (1, 3, 9, 27, 81)]
+    assert per_budget == [81, 27, 9, 3, 1] and hist[-1]["total_cost"] == 81 * 5
+    first = np.asarray([r["arch"] for r in hist[:81]])
+    last = hist[-1]["arch"]
     assert np.sum(last) == first.sum(1).max()  # brute force: the best of the 81 survives
     # Each rung holds the top third of the rung below (by value, ties in sampling order).
     for lo, hi, k in [(1, 3, 27), (3, 9, 9), (9, 27, 3)]:
-        lower = [r for r in ev.history if r["budget"] == lo]
+        lower = [r for r in hist if r["budget"] == lo]
         top = sorted(range(len(lower)), key=lambda i: -lower[i]["value"])[:k]
-        assert [r["arch"] for r in ev.history if r["budget"] == hi] == [lower[i]["arch"] for i in top]
+        assert [r["arch"] for r in hist if r["budget"] == hi] == [lower[i]["arch"] for i in top]
 
 
 def test_asha_promotes_only_from_the_top_third():
-    ev = mf.Evaluator(toy_objective(), max_cost=400)
-    mf.asha(ev, sampler, jax.random.key(1), 1, 27, 3, workers=1)  # one worker: every result is in
+    hist = evaluations(mf.asha(SPACE, 1, 27, 3, workers=1), max_cost=400, key=1)  # one worker: every result is in
     seen: dict[int, list] = {0: [], 1: [], 2: [], 3: []}
     promotions = 0
-    for rec in ev.history:
-        k = int(rec["tag"].split()[-1])
+    for rec in hist:
+        k = int(round(np.log(rec["budget"]) / np.log(3)))
         if k > 0:
             below = sorted(seen[k - 1], key=lambda r: -r[0])[: len(seen[k - 1]) // 3]
             assert rec["arch"] in [a for _, a in below], f"promotion of {rec['arch']} to rung {k} not in the top 1/3"
@@ -73,27 +104,51 @@ def test_asha_promotes_only_from_the_top_third():
     assert promotions > 10 and seen[3]  # it does promote, all the way up
 
 
-def test_evaluator_resumes_without_repeating(tmp_path):
-    calls_full: list = []
-    ev_full = mf.Evaluator(toy_objective(calls_full), 600)
-    mf.hyperband(ev_full, sampler, jax.random.key(2), 1, 27, 3)
+def test_dehb_first_round_is_hyperband_and_evolution_improves_on_it():
+    hb = evaluations(mf.hyperband(SPACE, 1, 27, 3), max_cost=200, key=4)
+    de = evaluations(mf.dehb(SPACE, 1, 27, 3), max_cost=200, key=4)
+    n_first = sum(n for rungs in mf.hyperband_brackets(1, 27, 3) for n, _ in rungs)
+    assert [r["budget"] for r in de[:n_first]] == [r["budget"] for r in hb[:n_first]]
+    for r in de:
+        SPACE.check(np.asarray(r["arch"]))
+    # Later rounds evolve each budget's subpopulation: on sum-of-genes (values 0..8), the
+    # configurations DEHB tries at the smallest budget late in the run beat its first, random
+    # ones by far more than Hyperband's (fresh random draws) do (5 seeds each).
+    def gain(method, seed):
+        hist = evaluations(method(SPACE, 1, 27, 3), max_cost=1500, key=seed)
+        first = [r["value"] for r in hist[:n_first] if r["budget"] == 1]
+        late = [r["value"] for r in hist[-60:] if r["budget"] == 1]
+        return np.mean(late) - np.mean(first)
 
+    de_gain = np.mean([gain(mf.dehb, s) for s in range(5)])
+    hb_gain = np.mean([gain(mf.hyperband, s) for s in range(5)])
+    assert de_gain > hb_gain + 0.5 and de_gain > 0.5, (de_gain, hb_gain)
+    with pytest.raises(ValueError, match="DEHB needs a space with \\['choices'\\]"):
+        mf.dehb(darts.SPACE, 1, 27)
+
+
+def test_driver_resumes_a_multi_fidelity_run_without_repeating(tmp_path):
+    calls_full: list = []
+    full = evaluations(mf.hyperband(SPACE, 1, 27, 3), 600, key=2, calls=calls_full)
     calls: list = []
 
-    def dies_after_40(arch, budget):
-        if len(calls) == 40:
-            raise KeyboardInterrupt
-        return toy_objective(calls)(arch, budget)
+    class Died(Exception):
+        pass
 
-    with pytest.raises(KeyboardInterrupt):
-        mf.hyperband(mf.Evaluator(dies_after_40, 600, tmp_path / "evals.jsonl"), sampler, jax.random.key(2), 1, 27, 3)
-    ev = mf.Evaluator(toy_objective(calls), 600, tmp_path / "evals.jsonl")
-    mf.hyperband(ev, sampler, jax.random.key(2), 1, 27, 3)
-    assert calls == calls_full  # every evaluation ran exactly once across the two processes
-    assert [r["arch"] for r in ev.history] == [r["arch"] for r in ev_full.history]
-    assert ev.cost == ev_full.cost >= 600
-    with pytest.raises(ValueError, match="holds another run"):
-        mf.hyperband(mf.Evaluator(toy_objective(), 600, tmp_path / "evals.jsonl"), sampler, jax.random.key(3), 1, 27, 3)
+    def dies_after_40(archs, budgets):
+        if len(calls) == 40:
+            raise Died
+        return mf.batched(toy_objective(calls))(archs, budgets)
+
+    with pytest.raises(Died):
+        S.run(mf.hyperband(SPACE, 1, 27, 3), None, dies_after_40, None, jax.random.key(2), log=tmp_path / "evals.jsonl",
+              progress=False, max_cost=600)
+    resumed = evaluations(mf.hyperband(SPACE, 1, 27, 3), 600, key=2, calls=calls, log=tmp_path / "evals.jsonl")
+    assert calls == calls_full  # every evaluation ran exactly once across the two runs
+    assert [r["arch"] for r in resumed] == [r["arch"] for r in full]
+    assert resumed[-1]["total_cost"] == full[-1]["total_cost"] >= 600
+    with pytest.raises(ValueError, match="holds another search"):
+        evaluations(mf.hyperband(SPACE, 1, 27, 3), 600, key=3, log=tmp_path / "evals.jsonl")
 
 
 def test_tpe_density_is_a_pmf_and_bandwidth_follows_the_rule():
