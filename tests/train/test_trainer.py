@@ -71,15 +71,25 @@ def test_training_beats_chance_and_resume_is_exact(cifar, tmp_path):
 
 
 def test_training_lowers_the_loss_and_resume_is_exact(cifar, tmp_path):
-    # The small twin of the test above: a tenth of each half (254 images), C=4. Too little
+    # The small twin of the test above: a tenth of each half (254 images), C=2. Too little
     # training to beat chance reliably, but the training loss must fall every epoch.
     tr, va = (data.subset(d, 0.1, jax.random.key(i)) for i, d in enumerate(cifar))
-    net, arch = train.realise("nb201", ARCH, 10, C=4, N=1)
+    net, arch = train.realise("nb201", ARCH, 10, C=2, N=1)
     cfg = train.TrainConfig(epochs=3, batch_size=64)
     _, full = train.fit(net, arch, tr, va, cfg, jax.random.key(2), out=tmp_path / "full", progress=False)
     losses = [r["train_loss"] for r in full]
     assert losses[0] > losses[1] > losses[2], full
     _check_resume(net, arch, tr, va, cfg, full, tmp_path)
+    # The checkpoint's epoch is the truth: duplicated metrics rows (two interrupted runs on one
+    # folder) are merged and nothing is retrained; a metrics.csv that lost its rows is refused.
+    csv_path = tmp_path / "resumed" / "metrics.csv"
+    rows = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join(rows + rows[1:]) + "\n")
+    _, again = train.fit(net, arch, tr, va, cfg, jax.random.key(2), out=tmp_path / "resumed", progress=False)
+    assert [r["epoch"] for r in again] == [1, 2, 3] and again == train.read_metrics(csv_path)
+    csv_path.unlink()
+    with pytest.raises(ValueError, match=r"metrics\.csv lacks rows for epochs \[1, 2, 3\] of checkpoint"):
+        train.fit(net, arch, tr, va, cfg, jax.random.key(2), out=tmp_path / "resumed", progress=False)
 
 
 def _check_resume(net, arch, tr, va, cfg, full, tmp_path):
