@@ -15,7 +15,6 @@ the same gradient. About a minute on a 2-core CPU.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Sequence
 
 import jax
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from experiments.common import parse, prepare_out, save_figure
 from jnas.nets.conv import NHWC, CONV_GRADS, conv_fn
 from jnas.proxies.roofline import seconds_per_call
+from jnas.records import write_json
 
 SETTINGS = ("plain", "switch", "map")
 WRT = ("input", "kernel")
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     ms_of = {_case(r): r["ms"] for r in rows}
     for r in rows:
         r["x_plain_xla"] = r["ms"] / ms_of[(r["kernel"], r["wrt"], "plain", "xla")]
-    (out / "bench_conv_grads.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(out / "bench_conv_grads.json", rows, indent=2)
     print(f"{'kernel':>6}  {'gradient':<8}{'setting':<8}{'conv_grads':<11}{'ms':>8}{'x plain':>9}")
     for r in rows:
         print(f"{r['kernel']:>4}x{r['kernel']}  {r['wrt']:<8}{r['setting']:<8}{r['conv_grads']:<11}{r['ms']:>8.1f}{r['x_plain_xla']:>9.2f}")

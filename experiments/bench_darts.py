@@ -35,6 +35,7 @@ from experiments.common import parse, prepare_out, save_figure
 from jnas.data import load_cifar10_subset
 from jnas.oneshot import SearchConfig, init_state, make_step
 from jnas.oneshot import nb201 as os201
+from jnas.records import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +82,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     meta = {"backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "C": cfg.C, "N": cfg.N, "batch": b}
     for name in tqdm([n for n in cfg.estimators.split(",") if n not in done], desc="estimators"):
         rows.append(time_estimator(name, cfg, batches, jax.random.key(cfg.seed)))
-        path.write_text(json.dumps({**meta, "rows": rows}, indent=1))
+        write_json(path, {**meta, "rows": rows}, indent=1)
     base = next((r["step_s"] for r in rows if r["estimator"] == "first_order"), None)
     for r in rows:
         r["ratio_to_first_order"] = r["step_s"] / base if base else None
-    path.write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    write_json(path, {**meta, "rows": rows}, indent=1)
     print(f"{meta['backend']} ({meta['device']}), NB201 supernet C={cfg.C} N={cfg.N}, batch {b}")
     print(f"{'estimator':<20}{'step s':>10}{'compile s':>12}{'x first order':>15}")
     for r in rows:

@@ -32,7 +32,6 @@ Writes ``bench_proxies.json`` and ``bench_proxies.png``. Runtime with the defaul
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Sequence
 
@@ -51,6 +50,7 @@ from jnas.data import load_cifar10_subset
 from jnas.nets import NB201Network, cost_tables
 from jnas.nets.conv import CONV_GRADS, CONV_LIBRARIES
 from jnas.spaces import nb201 as space
+from jnas.records import write_json
 
 # (mode, select, conv_grads, conv_library); None: the proxy's default on this backend.
 COMBOS = (
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         )
         base = next((r for r in rows if r["proxy"] == name and r["n"] == n and _combo(r) == BASELINE), None)
         rows[-1]["speedup_vs_loop"] = rows[-1]["archs_per_s"] / base["archs_per_s"] if base else None
-        (out / "bench_proxies.json").write_text(json.dumps(rows, indent=2) + "\n")  # incremental
+        write_json(out / "bench_proxies.json", rows, indent=2)  # incremental
     print_table(rows)
     plot(rows, out / "bench_proxies.png")
     return rows

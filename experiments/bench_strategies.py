@@ -27,6 +27,7 @@ import numpy as np
 from experiments.common import parse, prepare_out
 from jnas import strategies
 from jnas.benchmarks import nb201 as bench
+from jnas.records import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "archs_per_s_vmap": cfg.seeds * cfg.budget / t_vmap,
         "same_search_vmap_vs_driver": bool(np.array_equal(bf_v, bf_d.reshape(-1)[: len(bf_v)])),
     }
-    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "bench.json", result, indent=2)
     print(json.dumps(result, indent=2))
     return result
 

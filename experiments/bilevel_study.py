@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from experiments.common import parse, prepare_out, save_figure
 from jnas.bilevel import problems, study, ttsa
+from jnas.records import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Config:
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
     budgets: str = dataclasses.field(default="1,2,5,10,20,50,100,200", metadata={"help": "estimator budgets"})
     outer_iters: int = dataclasses.field(default=5000, metadata={"help": "outer iterations per convergence run"})
-    seeds: int = dataclasses.field(default=8, metadata={"help": "noisy-oracle seeds averaged per method"})
+    seeds: int = dataclasses.field(default=8, metadata={"help": "noisy-oracle seeds averaged per method", "min": 1})
     noise: float = dataclasses.field(default=1.0, metadata={"help": "gradient-noise std of the stochastic oracle"})
     horizons: str = dataclasses.field(default="300,1000,3000,10000,30000", metadata={"help": "weakly convex TTSA horizons"})
 
@@ -117,12 +118,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
             if name not in results["hypergrad_errors"]:
                 x = ref.x0 + 0.1 if name == "quadratic" else ref.x0 + np.log(0.01)
                 results["hypergrad_errors"][name] = study.estimator_errors(ref, x, budgets, key)
-                files["hypergrad_errors"].write_text(json.dumps(results["hypergrad_errors"], indent=1))
+                write_json(files["hypergrad_errors"], results["hypergrad_errors"], indent=1)
             # Convergence needs a strongly convex outer problem with a known x*: the quadratic.
             # (The ridge outer objective is flat in the penalties of always-zero pixels.)
             if ref.x_star is not None and name not in results["convergence"]:
                 results["convergence"][name] = convergence(ref, cfg, key)
-                files["convergence"].write_text(json.dumps(results["convergence"], indent=1))
+                write_json(files["convergence"], results["convergence"], indent=1)
         rates_path = out / "ttsa_rates.json"
         if rates_path.exists():
             rates = json.loads(rates_path.read_text())
@@ -133,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "weakly_convex": weakly_convex_rates(cfg, key),
                 "weakly_convex_bound": -2 / 5,
             }
-            rates_path.write_text(json.dumps(rates, indent=1))
+            write_json(rates_path, rates, indent=1)
     _plot(results, rates, out)
     print(json.dumps(rates, indent=1))
     return {**results, "rates": rates}

@@ -52,7 +52,8 @@ def use_cpu_cores() -> int | None:
 
 
 def parse(config_cls: type[C], argv: Sequence[str] | None, description: str) -> C:
-    """Parse ``argv`` into ``config_cls``: one ``--flag`` per field (underscores as dashes).
+    """Parse ``argv`` into ``config_cls``: one ``--flag`` per field (underscores as dashes);
+    a field whose metadata has ``"min"`` refuses smaller values by name.
     Also calls :func:`use_cpu_cores` (before any JAX work, as every experiment parses first)."""
     use_cpu_cores()
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -61,7 +62,12 @@ def parse(config_cls: type[C], argv: Sequence[str] | None, description: str) -> 
         kind = f.type if isinstance(f.type, type) else eval(f.type, {}, {})  # "int", "str | None", ...
         base = next((t for t in (int, float, str) if t is kind or t in getattr(kind, "__args__", ())), str)
         parser.add_argument(flag, type=base, default=f.default, help=f.metadata.get("help", f.name))
-    return config_cls(**vars(parser.parse_args(argv)))
+    values = vars(parser.parse_args(argv))
+    for f in dataclasses.fields(config_cls):  # a field's metadata "min" bounds its value from below
+        low = f.metadata.get("min")
+        if low is not None and values[f.name] is not None and values[f.name] < low:
+            raise ValueError(f"--{f.name.replace('_', '-')} must be >= {low}, got {values[f.name]}")
+    return config_cls(**values)
 
 
 def prepare_out(out: str | Path, config: Any, resume_keys: Sequence[str]) -> Path:

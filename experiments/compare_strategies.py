@@ -31,8 +31,8 @@ PUBLISHED = {"rea": (93.92, 0.30), "rs": (93.70, 0.36), "reinforce": (93.85, 0.3
 @dataclasses.dataclass(frozen=True)
 class Config:
     strategies: str = dataclasses.field(default="all", metadata={"help": "comma-separated names, or all"})
-    budget: int = dataclasses.field(default=150, metadata={"help": "queries per search"})
-    seeds: int = dataclasses.field(default=20, metadata={"help": "independent searches per strategy"})
+    budget: int = dataclasses.field(default=150, metadata={"help": "queries per search", "min": 1})
+    seeds: int = dataclasses.field(default=20, metadata={"help": "independent searches per strategy", "min": 1})
     fitness: str = dataclasses.field(default="c10valid_val_acc_12ep", metadata={"help": "table column maximised"})
     report: str = dataclasses.field(default=DEFAULT_REPORT, metadata={"help": "table column reported"})
     seed: int = dataclasses.field(default=0, metadata={"help": "first seed"})

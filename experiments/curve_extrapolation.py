@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -37,6 +36,7 @@ from experiments.common import parse, prepare_out, save_figure
 from jnas import data, train
 from jnas.estimation import curves
 from jnas.spaces import nb201 as space
+from jnas.records import write_json
 
 FIELDS = ("arch", "fraction", "model", "predicted", "actual", "abs_error")
 
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         net, arch = train.realise("nb201", s, trainset.spec.num_classes, cfg.C, cfg.N)
         _, hist = train.fit(net, arch, tr, va, tc, jax.random.fold_in(key, 2 + i), out=out / "runs" / f"arch_{i}")
         runs[s] = [r["val_acc"] for r in hist]
-    (out / "curves.json").write_text(json.dumps(runs, indent=1) + "\n")
+    write_json(out / "curves.json", runs, indent=1)
 
     done = _read_done(out / "errors.csv")
     models = list(curves.MODELS) + ["ensemble", "last_value"]
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             str(f): float(np.nanmean([r["abs_error"] for r in rows if r["model"] == m and r["fraction"] == f]))
             for f in fractions
         }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary, indent=2)
     _plot(summary["mae"], fractions, out / "mae.png", cfg)
     return summary
 

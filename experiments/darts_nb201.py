@@ -41,7 +41,7 @@ from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
 from jnas.oneshot import SearchConfig, driver, pdarts
 from jnas.oneshot import nb201 as os201
-from jnas.records import Records
+from jnas.records import Records, write_json
 from jnas.spaces import nb201 as space
 
 METHODS = {
@@ -61,11 +61,11 @@ class Config:
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/darts_nb201", metadata={"help": "output folder"})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
-    epochs: int = dataclasses.field(default=10, metadata={"help": "search epochs (P-DARTS: per stage, divided by 3, at least 2)"})
-    batch: int = dataclasses.field(default=64, metadata={"help": "batch size"})
+    epochs: int = dataclasses.field(default=10, metadata={"help": "search epochs (P-DARTS: per stage, divided by 3, at least 2)", "min": 1})
+    batch: int = dataclasses.field(default=64, metadata={"help": "batch size", "min": 1})
     C: int = dataclasses.field(default=8, metadata={"help": "channels of the first stage"})
     N: int = dataclasses.field(default=1, metadata={"help": "cells per stage (P-DARTS: final stage)"})
-    n_images: int = dataclasses.field(default=0, metadata={"help": "use the first n training images (0: all)"})
+    n_images: int = dataclasses.field(default=0, metadata={"help": "use the first n training images (0: all)", "min": 0})
     max_skips: int = dataclasses.field(default=2, metadata={"help": "P-DARTS: skip-connects allowed in the result"})
 
 
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "best_in_table": {col: float(jnp.nanmax(table.column(col))) for col in table.accuracy_columns()},
         "final_weights": np.asarray(os201.mixing_weights(state.alpha, mask)).round(4).tolist(),
     }
-    (out / "result.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "result.json", result, indent=1)
     plot_alpha(out / "alpha.jsonl", out / "alpha.png", cfg.method)
     print(json.dumps({k: result[k] for k in ("method", "arch", "accuracy")}, indent=1))
     return result

@@ -28,6 +28,7 @@ from experiments.common import generation_rows, parse, prepare_out, save_generat
 from jnas.data import draw_train_val, load
 from jnas import data, strategies, train
 from jnas.spaces import genetic
+from jnas.records import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "test_acc": test_acc, "test_images": len(test), "evaluations": int(fit.size),
                "distinct_genomes": len({genetic.to_string(space, a) for a in flat}),
                "train_images": len(tr), "val_images": len(va), "epochs": cfg.epochs}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary, indent=2)
     save_generation_plot(rows, out / "search.png", "generation", "validation accuracy (%)",
                          f"Genetic CNN on MNIST, best {code}")
     print(json.dumps(summary, indent=2))

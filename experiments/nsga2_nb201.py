@@ -35,6 +35,7 @@ from jnas import strategies
 from jnas.benchmarks import nb201 as bench
 from jnas.spaces import nb201
 from jnas.strategies import nsga2 as N
+from jnas.records import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                **{f"{m}_true_front_points_found_mean": float(np.mean([_on_front(F[i], all_F[ok][front])
                                                                       for i in range(cfg.seeds)]))
                   for m, F in (("nsga2", F_nsga), ("rs", F_rs))}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary, indent=2)
     _plot(out, names, signs, all_F[ok], front, F_nsga[0][found], curves, cfg.population)
     print(json.dumps(summary, indent=2))
     return summary

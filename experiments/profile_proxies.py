@@ -35,7 +35,6 @@ import collections
 import contextlib
 import csv
 import dataclasses
-import json
 import re
 import tempfile
 import time
@@ -59,6 +58,7 @@ from jnas.nets import conv as conv_module
 from jnas.proxies import scoring
 from jnas.proxies.roofline import PASSES, flop_bound_s, matmul_gflops, network_dtype
 from jnas.spaces import nb201 as space
+from jnas.records import write_json
 
 CATEGORIES = ("convolution", "matmul", "fused elementwise/reduce", "copy/layout", "control flow", "other", "untraced")
 _OPCODE = {"convolution": "convolution", "dot": "matmul", "copy": "copy/layout", "transpose": "copy/layout",
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         ))
         for op, t in sorted(ops.items(), key=lambda kv: -kv[1])[: cfg.top]:
             op_rows.append(dict(proxy=name, op=op, category=cats.get(op, "other"), seconds=t, share=t / traced))
-        (out / "profile.json").write_text(json.dumps(records, indent=2) + "\n")  # incremental
+        write_json(out / "profile.json", records, indent=2)  # incremental
     with open(out / "ops.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["proxy", "op", "category", "seconds", "share"])
         w.writeheader()

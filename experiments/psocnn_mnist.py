@@ -29,6 +29,7 @@ from experiments.common import generation_rows, parse, prepare_out, save_generat
 from jnas.data import draw_train_val, load
 from jnas import data, strategies, train
 from jnas.spaces import cnn_chain
+from jnas.records import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "gbest_params": int(params), "evaluations": int(fit.size),
                "distinct_chains": len({cnn_chain.to_string(cnn_chain.decode(x)) for x in flat}),
                "train_images": len(tr), "val_images": len(va), "epochs": cfg.epochs, "final_epochs": cfg.final_epochs}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary, indent=2)
     save_generation_plot(rows, out / "search.png", "iteration", "validation cross-entropy (lower is better)",
                          f"psoCNN on MNIST, gBest {code}")
     print(json.dumps(summary, indent=2))

@@ -35,8 +35,8 @@ from jnas.strategies.seeds import run_seeds
 @dataclasses.dataclass(frozen=True)
 class Config:
     strategy: str = dataclasses.field(default="rea", metadata={"help": f"one of {sorted(strategies.STRATEGIES)}"})
-    budget: int = dataclasses.field(default=150, metadata={"help": "queries per search"})
-    seeds: int = dataclasses.field(default=20, metadata={"help": "independent searches"})
+    budget: int = dataclasses.field(default=150, metadata={"help": "queries per search", "min": 1})
+    seeds: int = dataclasses.field(default=20, metadata={"help": "independent searches", "min": 1})
     fitness: str = dataclasses.field(default=strategies.objectives.DEFAULT_FITNESS, metadata={"help": "table column maximised"})
     report: str = dataclasses.field(default=strategies.objectives.DEFAULT_REPORT, metadata={"help": "table column reported"})
     mode: str = dataclasses.field(default="vmap", metadata={"help": "vmap (one jitted call) or driver (Python, resumable logs)"})

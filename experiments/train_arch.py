@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 
 from experiments.common import parse, prepare_out, save_figure
 from jnas import data, train
+from jnas.records import write_json
 
 RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
 
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "final_val_acc": history[-1]["val_acc"], "test_acc": test_acc, "test_images": len(test_data),
         "data_origin": train_data.origin, "reference": _table_reference(cfg),
     }
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "result.json", result, indent=2)
     _plot(history, out / "curves.png", cfg)
     print(json.dumps(result, indent=2))
     return result

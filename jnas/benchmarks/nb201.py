@@ -136,10 +136,19 @@ def read_table(path: str | os.PathLike) -> NB201Table:
     for name, c in col_of.items():
         if _STRUCTURAL.match(name):
             continue
-        try:
-            values = np.array([float(row[c]) if row[c] != "" else np.nan for row in rows], np.float64)
-        except ValueError:
-            continue  # a non-numeric column carries no metric
+        values, bad = np.full(len(rows), np.nan), []
+        for r, row in enumerate(rows):
+            if row[c] != "":
+                try:
+                    values[r] = float(row[c])
+                except ValueError:
+                    bad.append(r)
+        if bad and len(bad) == sum(row[c] != "" for row in rows):
+            continue  # a text column carries no metric
+        if bad:  # a numeric column with a damaged cell: name it rather than drop the column
+            r = bad[0]
+            raise ValueError(f"NAS-Bench-201 table {path}, line {r + 2}, column {name!r}: {rows[r][c]!r} is not a number "
+                             f"({len(bad)} such cells in the column)")
         if _NONNEGATIVE.search(name):
             values[values < 0] = np.nan
         columns[name] = jnp.asarray(values[order], jnp.float32)

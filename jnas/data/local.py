@@ -7,6 +7,8 @@ were made. Images come back as float32 NHWC in [0, 1] and labels as int32.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -74,11 +76,14 @@ def read_split(
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}; valid splits are ['train', 'test']")
     path = find_data_file(relpath, data_dir, how_to_get=source)
-    with np.load(path) as d:
-        missing = {f"x_{split}", f"y_{split}"} - set(d.files)
-        if missing:
-            raise ValueError(f"{path} is malformed: keys {sorted(missing)} missing (has {d.files})")
-        x, y = d[f"x_{split}"], d[f"y_{split}"]
+    try:
+        with np.load(path) as d:
+            missing = {f"x_{split}", f"y_{split}"} - set(d.files)
+            if missing:
+                raise ValueError(f"{path} is malformed: keys {sorted(missing)} missing (has {d.files})")
+            x, y = d[f"x_{split}"], d[f"y_{split}"]
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # truncated or overwritten file
+        raise ValueError(f"{path} is damaged and cannot be read ({type(err).__name__}: {err}); {source}") from None
     if x.shape[1:] != image_shape or len(x) != len(y):
         raise ValueError(f"{path} is malformed: x_{split} {x.shape}, y_{split} {y.shape}; expected (n, {image_shape})")
     return x.astype(np.uint8), y.astype(np.int32)

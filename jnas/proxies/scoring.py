@@ -281,10 +281,27 @@ def precision(proxy: Proxy):
     return jax.enable_x64(True) if proxy.float64 else contextlib.nullcontext()
 
 
-def check_batch(x, y) -> tuple[jax.Array, jax.Array]:
+MAX_ABS_PIXEL = 20.0  # standardised images stay within a few sd; raw 0..255 pixels do not
+
+
+def check_batch(x, y, channels: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """Validate a proxy batch: images ``(b, h, w, c)`` (``c == channels`` when given), a float
+    dtype, finite values within +-:data:`MAX_ABS_PIXEL` (an error, not a warning: scores of
+    unnormalised or NaN images are numbers of the wrong thing), integer labels ``(b,)``."""
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 4:
         raise ValueError(f"proxy input images must have shape (b, h, w, c), got {x.shape}")
+    if channels is not None and x.shape[-1] != channels:
+        hint = " (channels first? transpose to (b, h, w, c))" if x.shape[1] == channels else ""
+        raise ValueError(f"proxy input images must have {channels} channels last, shape (b, h, w, {channels}); "
+                         f"got {x.shape}{hint}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"proxy input images must be floats, normalised (jnas.data.normalize); got dtype {x.dtype}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"proxy input images hold {int((~np.isfinite(x)).sum())} non-finite values (NaN or inf)")
+    if np.abs(x).max() > MAX_ABS_PIXEL:
+        raise ValueError(f"proxy input images reach {float(np.abs(x).max()):.1f}; normalised images stay within "
+                         f"+-{MAX_ABS_PIXEL:g} (raw 0..255 pixels? normalise with jnas.data.normalize)")
     if y.shape != (x.shape[0],):
         raise ValueError(f"proxy labels must have shape ({x.shape[0]},) to match the images, got {y.shape}")
     if not np.issubdtype(y.dtype, np.integer):
@@ -350,7 +367,7 @@ def calls(proxy: Proxy, archs, batch: tuple, key: jax.Array, *, space: Space | N
         if space != nb201.SPACE:
             raise ValueError(f"scoring the {space.name} space needs its network: pass net= (NB201Network is the default for nb201 only)")
         net = NB201Network()
-    x, y = check_batch(*batch)
+    x, y = check_batch(*batch, channels=getattr(net, "in_channels", 3 if isinstance(net, NB201Network) else None))
     if int(y.max()) >= net.num_classes or int(y.min()) < 0:
         raise ValueError(f"labels must lie in 0..{net.num_classes - 1} (the network's classes), got {int(y.min())}..{int(y.max())}")
     static = cfg.arch == "static"

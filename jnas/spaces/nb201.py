@@ -149,13 +149,46 @@ def to_string(arch: Int[Array, "6"]) -> str:
     return "+".join(groups)
 
 
+def _concrete(x) -> np.ndarray | None:
+    """``x`` as numpy when it is a concrete value; None for a traced array (checked by its caller)."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
 def to_index(arch: Int[Array, "... 6"]) -> Int[Array, "..."]:
-    """Base-5 index (edge 0 most significant); works on batches and under jit."""
+    """Base-5 index (edge 0 most significant); works on batches and under jit.
+
+    Raises:
+      ValueError: a concrete (non-traced) input that is not integer op indices in 0..4 with a
+        last axis of 6; traced inputs are the caller's to check (they cannot be inspected).
+    """
+    a = _concrete(arch)
+    if a is not None:
+        if a.ndim == 0 or a.shape[-1] != NUM_EDGES:
+            raise ValueError(f"NB201 architectures have a last axis of {NUM_EDGES} op indices, got shape {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"NB201 architectures are integer op indices, got dtype {a.dtype} (no silent truncation)")
+        bad = np.argwhere((a < 0) | (a >= NUM_OPS))
+        if bad.size:
+            pos = tuple(int(i) for i in bad[0])
+            raise ValueError(f"NB201 op index {int(a[pos])} at position {pos} is outside 0..{NUM_OPS - 1} ({list(OPS)})")
     return jnp.sum(jnp.asarray(arch, jnp.int32) * POWERS, axis=-1)
 
 
 def from_index(index: Int[Array, "..."]) -> Int[Array, "... 6"]:
-    """Inverse of :func:`to_index`; works on batches and under jit."""
+    """Inverse of :func:`to_index`; works on batches and under jit.
+
+    Raises:
+      ValueError: a concrete index outside 0..15624 or not an integer (traced: unchecked).
+    """
+    i = _concrete(index)
+    if i is not None:
+        if not np.issubdtype(i.dtype, np.integer):
+            raise ValueError(f"NB201 indices are integers, got dtype {i.dtype}")
+        bad = np.flatnonzero((i < 0) | (i >= SIZE))
+        if bad.size:
+            raise ValueError(f"NB201 index {int(i.ravel()[bad[0]])} is outside 0..{SIZE - 1}")
     index = jnp.asarray(index, jnp.int32)
     return (index[..., None] // POWERS) % NUM_OPS
 

@@ -32,6 +32,7 @@ from jnas.strategies.base import PyTree, Query, Strategy, Trace, resolve
 def run(
     strategy: Strategy, params: PyTree, objective: Callable, budget: int | None, key: PRNGKeyArray,
     log: str | Path | None = None, progress: bool = True, max_cost: float | None = None,
+    nonfinite: str = "raise",
 ) -> Trace:
     """Search until ``budget`` architectures are evaluated (rounded up to whole asks), or
     until ``max_cost`` is spent.
@@ -43,6 +44,11 @@ def run(
       log: JSONL file, one record per ask: ``{"step", "archs", "fitness", "report", "metrics"}``
         (plus ``"budgets"`` and ``"cost"`` for queries with budgets).
       max_cost: stop once the objective's summed cost reaches it (queries with budgets only).
+      nonfinite: what a NaN or infinite fitness does: ``"raise"`` (default) stops with a
+        ValueError naming the step and architectures; ``"worst"`` tells the strategy the worst
+        finite fitness seen so far instead (per objective; 0 before any), so a diverged
+        training or a missing table entry never becomes an incumbent or freezes a policy. The
+        log and the returned trace keep the value the objective returned.
     Returns:
       the :class:`Trace` of the whole search, including replayed steps; ``metrics`` stacks
       what each ``tell`` returned (a dict of ``(steps, ...)`` arrays).
@@ -55,6 +61,9 @@ def run(
         raise ValueError(f"budget must be >= 1 evaluation, got {budget}")
     if max_cost is not None and not max_cost > 0:
         raise ValueError(f"max_cost must be > 0, got {max_cost}")
+    if nonfinite not in ("raise", "worst"):
+        raise ValueError(f"unknown nonfinite handling {nonfinite!r}; valid choices are ['raise', 'worst']")
+    worst = None  # running minimum of the finite fitness told so far (per objective)
     params = resolve(params, strategy.params)
     steps = None if budget is None else -(-budget // strategy.batch)
     k_init, k_run = jax.random.split(key)
@@ -84,7 +93,8 @@ def run(
                                      "resume with the same settings or use a fresh log")
                 fit, rep = np.asarray(rec["fitness"], np.float32), np.asarray(rec["report"], np.float32)
                 cost = np.asarray(rec["cost"], np.float64) if fidelity else None
-                state, metrics = tell(k_tell, query, fit, state, params)
+                told, worst = _finite_fitness(fit, worst, nonfinite, t, archs)
+                state, metrics = tell(k_tell, query, told, state, params)
             else:
                 if fidelity:
                     fit, rep, cost = objective(archs, budgets)
@@ -93,7 +103,8 @@ def run(
                     fit, rep = objective(archs)
                     cost = None
                 fit, rep = np.asarray(fit, np.float32), np.asarray(rep, np.float32)
-                state, metrics = tell(k_tell, query, fit, state, params)
+                told, worst = _finite_fitness(fit, worst, nonfinite, t, archs)
+                state, metrics = tell(k_tell, query, told, state, params)
                 if records is not None:
                     rec = {"step": t, "archs": archs.tolist(), "fitness": fit.tolist(), "report": rep.tolist(),
                            "metrics": {k: np.asarray(v).tolist() for k, v in metrics.items()}}
@@ -112,3 +123,18 @@ def run(
     fidelity_run = bool(out["budgets"]) and out["budgets"][0] is not None
     return Trace(np.stack(out["archs"]), np.stack(out["fitness"]), np.stack(out["report"]), metrics,
                  np.stack(out["budgets"]) if fidelity_run else None, np.stack(out["cost"]) if fidelity_run else None)
+
+
+def _finite_fitness(fit: np.ndarray, worst: np.ndarray | None, nonfinite: str, step: int, archs: np.ndarray):
+    """The fitness to tell (see ``run``'s ``nonfinite``) and the updated running minimum."""
+    finite = np.isfinite(fit)
+    if not finite.all() and nonfinite == "raise":
+        raise ValueError(f"the objective returned non-finite fitness {fit.tolist()} at step {step} for "
+                         f"{archs.tolist()}; fix the objective, or pass nonfinite='worst' to tell the worst finite "
+                         "fitness seen so far instead")
+    flat = fit.reshape(fit.shape[0], -1)
+    batch_min = np.where(np.isfinite(flat), flat, np.inf).min(0)
+    worst = batch_min if worst is None else np.minimum(worst, batch_min)
+    fill = np.where(np.isfinite(worst), worst, 0.0)
+    told = np.where(np.isfinite(flat), flat, fill[None, :]).reshape(fit.shape).astype(np.float32)
+    return told, worst

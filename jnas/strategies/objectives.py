@@ -16,15 +16,29 @@ DEFAULT_FITNESS = "c10valid_val_acc_200ep"
 DEFAULT_REPORT = "c10_test_acc_200ep"
 
 
-def tabular(table, fitness: str = DEFAULT_FITNESS, report: str = DEFAULT_REPORT, sign: float = 1.0) -> Objective:
+def tabular(table, fitness: str = DEFAULT_FITNESS, report: str = DEFAULT_REPORT, sign: float = 1.0,
+            missing: str = "raise") -> Objective:
     """``archs (B, 6) -> (sign * table[fitness], table[report])``, jittable (a gather).
 
-    ``sign=-1`` minimises a column (latency, params). Raises ValueError for an unknown column.
+    ``sign=-1`` minimises a column (latency, params). A fitness column with missing (NaN)
+    entries is refused (``missing="raise"``), or its gaps are filled with the column's worst
+    value (``missing="worst"``), so no strategy is told NaN inside a jitted search.
+
+    Raises:
+      ValueError: an unknown column, or missing fitness values under ``missing="raise"``.
     """
     for name in (fitness, report):
         if name not in table.columns:
             raise ValueError(f"unknown column {name!r}; the table has {table.metrics}")
+    if missing not in ("raise", "worst"):
+        raise ValueError(f"unknown missing-value handling {missing!r}; valid choices are ['raise', 'worst']")
     F, R = table.columns[fitness], table.columns[report]
+    holes = ~jnp.isfinite(F)
+    if bool(holes.any()):
+        if missing == "raise":
+            raise ValueError(f"fitness column {fitness!r} has {int(holes.sum())} missing values (e.g. base-5 index "
+                             f"{int(jnp.argmax(holes))}); pass missing='worst' to fill them with the column's worst value")
+        F = jnp.where(holes, jnp.nanmin(sign * F) * sign, F)
 
     def objective(archs):
         i = nb201.to_index(archs)

@@ -106,7 +106,7 @@ def test_gradients_inside_switch_and_map(x64, key):
 
 
 def test_network_gradients_agree_and_forward_mode_is_refused(key):
-    net = NB201Network(C=4, N=1, num_classes=3)
+    net = NB201Network(C=2, N=1, num_classes=3)
     fast = net.clone(conv_grads="explicit")
     x = jax.random.normal(key, (4, 8, 8, 3))
     a = jnp.array([3, 2, 1, 4, 3, 2])

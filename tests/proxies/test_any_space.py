@@ -21,7 +21,7 @@ def batch():
 
 
 def test_each_genome_is_scored_with_its_own_network_and_initialisation(batch):
-    archs = np.asarray(SPACE.sample(jax.random.key(1), 3))
+    archs = np.asarray(SPACE.sample(jax.random.key(1), 2))
     key = jax.random.key(2)
     got = proxies.score("grad_norm", archs, batch, key, space=SPACE, net=NET, arch="static", init="per_arch",
                         progress=False)
@@ -30,7 +30,7 @@ def test_each_genome_is_scored_with_its_own_network_and_initialisation(batch):
     for g, a in zip(got, archs):  # the reference: build, initialise and score this genome alone, eagerly
         v = NET.init(jax.random.fold_in(key, int(SPACE.to_index(a))), x, a)
         assert g == pytest.approx(float(proxy.fn(NET, v, a, x, y)), rel=1e-5)
-    assert len(set(np.round(got, 6))) == 3  # three genomes, three networks
+    assert len(set(np.round(got, 6))) == 2  # two genomes, two networks
 
 
 def test_scoring_another_space_needs_its_network_and_a_proxy_it_supports(batch):

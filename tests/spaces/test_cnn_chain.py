@@ -54,7 +54,7 @@ def test_limit_pools_drops_from_the_end():
 
 def test_samples_are_valid_and_follow_the_layer_type_probabilities():
     space = cc.ChainSpace()
-    n, kinds, depths = 600, [], []
+    n, kinds, depths = 300, [], []
     for i in range(n):
         chain = cc.check(cc.sample(space, jax.random.key(i)), space)  # raises if any rule is broken
         depths.append(len(chain) + 1)
