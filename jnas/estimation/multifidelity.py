@@ -19,8 +19,8 @@ as every other strategy.
   differential-evolution subpopulation of unit-cube vectors (a gene's category is
   floor(u * choices)). The first bracket samples at random and seeds each budget's
   subpopulation with the configurations promoted to it; afterwards every rung evolves its
-  budget's subpopulation: rand/1 mutation (F = 0.5) with parents from the configurations
-  the lower budget promotes this rung (from the subpopulation itself at the bracket's first
+  budget's subpopulation: rand/1 mutation (F = 0.5) with parents from the best members of
+  the lower budget's subpopulation (from the subpopulation itself at the bracket's first
   rung), binomial crossover (CR = 0.5), and the trial replaces its target when it is at
   least as good at that budget. Departure: DEHB draws mutation parents from a global
   population when a pool has fewer than three members; here the budget's own subpopulation
@@ -369,8 +369,10 @@ def dehb(space: Space, r_min: float, r_max: float, eta: float = 3, mutation_fact
                             trials.append((u, value))
                             if value >= pop[j][1]:  # selection: the trial replaces its target
                                 pop[j] = [u, value]
-                    order = sorted(range(len(trials)), key=lambda t: -trials[t][1])
-                    promoted = [trials[t][0] for t in order]
+                    if it == 0:  # Hyperband: this rung's best go up
+                        promoted = [u for u, _ in sorted(trials, key=lambda t: -t[1])]
+                    else:  # DEHB: the best of this budget's subpopulation parent the next rung
+                        promoted = [u for u, _ in sorted(pop, key=lambda m: -m[1])]
 
     return as_strategy(schedule, space)
 
