@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from experiments import profile_proxies as pp
 from jnas.nets import NB201Network, conv
@@ -116,6 +117,21 @@ def test_profile_writes_shares_and_ceiling(tmp_path, data_dir):
     assert [float(row["seconds"]) for row in rows] == sorted((float(row["seconds"]) for row in rows), reverse=True)
 
 
+def test_stand_in_convolutions_skip_the_arithmetic_and_restore_it_for_one_conv():
+    # The fast twin of the network case below: one jitted convolution gives a constant map of
+    # the right shape inside, the real one again outside.
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    k = jax.random.normal(jax.random.key(1), (3, 3, 3, 2))
+    stem = jax.jit(lambda x, k: conv.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=conv.NHWC))
+    real = stem(x, k)
+    with pp.stand_in_convolutions():
+        y = stem(x, k)
+        assert y.shape == (4, 8, 8, 2) and float(y.max()) == float(y.min())
+    np.testing.assert_array_equal(stem(x, k), real)
+    assert float(real.max()) != float(real.min())
+
+
+@pytest.mark.slow  # twin: the one-convolution case above
 def test_stand_in_convolutions_skip_the_arithmetic_and_restore_it():
     # Inside, a network's convolutions give constant maps of the right shape (so its
     # output changes); outside, the same jitted function gives the real output again.

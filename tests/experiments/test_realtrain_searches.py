@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from experiments import gnas_multiattr, psocnn_mnist
 from jnas.spaces import cnn_chain, tree
@@ -15,6 +16,7 @@ def _stamps(folder):
     return {p.name: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".msgpack")}
 
 
+@pytest.mark.slow  # integration scale (real MNIST training); psoCNN's moves are unit-tested in tests/strategies/test_psocnn.py
 def test_psocnn_mnist_summary_and_resume(tmp_path, data_dir):
     argv = ["--swarm", "2", "--iterations", "1", "--n-train", "256", "--n-val", "128", "--max-layers", "4",
             "--max-channels", "4", "--max-units", "8", "--final-epochs", "1", "--data-dir", str(data_dir),

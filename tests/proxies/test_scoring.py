@@ -28,8 +28,9 @@ def small():
     return NB201Network(C=2, N=1, num_classes=3), archs, (x, y)
 
 
-def _check_modes(name, small, combos):
-    net, archs, batch = small
+def _check_modes(name, small, combos, net=None):
+    base, archs, batch = small
+    net = base if net is None else net
     key = jax.random.key(0)
     reference = proxies.score(name, archs, batch, key, net=net, mode="loop", select="switch", progress=False)
     for mode, select in combos:
@@ -49,13 +50,16 @@ def _check_modes(name, small, combos):
     return reference
 
 
-@pytest.mark.parametrize("name,combos", [
-    ("naswot", [COMBOS[0], COMBOS[2]]),  # each mode and each select once: the fast case
-    pytest.param("naswot", COMBOS[:3], marks=pytest.mark.slow),
-    pytest.param("fisher", COMBOS[:3], marks=pytest.mark.slow),
+@pytest.mark.parametrize("name,combos,small_net", [
+    ("jacob_cov", COMBOS[:3], True),  # the fast case: every batching mode, on SmallNet
+    pytest.param("naswot", [COMBOS[0], COMBOS[2]], False, marks=pytest.mark.slow),
+    pytest.param("naswot", COMBOS[:3], False, marks=pytest.mark.slow),
+    pytest.param("fisher", COMBOS[:3], False, marks=pytest.mark.slow),
 ])
-def test_modes_agree(name, combos, small):
-    scores = _check_modes(name, small, combos)
+def test_modes_agree(name, combos, small_net, small):
+    # The NB201 network's edge selection (switch against mask) is checked at the network
+    # level in tests/nets/test_nb201.py and, through a proxy, by the reverse-mode twin below.
+    scores = _check_modes(name, small, combos, SmallNet() if small_net else None)
     assert np.all(np.isfinite(scores)) and len(np.unique(scores)) > 1
 
 
@@ -154,7 +158,11 @@ from jnas.spaces import nb201 as sp
 n = use_cpu_cores()
 x = jax.random.normal(jax.random.key(1), (8, 8, 8, 3)); y = np.arange(8) % 3
 archs = sp.sample(jax.random.key(2), 5)
-net = NB201Network(C=2, N=1, num_classes=3)
+if sys.argv[3] == "small":
+    from tests.small_net import SmallNet
+    net = SmallNet()
+else:
+    net = NB201Network(C=2, N=1, num_classes=3)
 out = {"set": n, "local": jax.local_device_count()}
 kw = dict(net=net, chunk=2, progress=False)
 name, modes = sys.argv[1], sys.argv[2].split(",")
@@ -164,14 +172,19 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("name,modes", [("naswot", "map"), pytest.param("jacob_cov", "map,vmap", marks=pytest.mark.slow)])
-def test_chunks_split_over_devices_give_the_same_scores(name, modes):
+@pytest.mark.parametrize("name,modes,net", [
+    ("snip", "map,vmap", "small"),  # the fast case: the splitting plumbing, on SmallNet
+    pytest.param("naswot", "map", "nb201", marks=pytest.mark.slow),
+    pytest.param("jacob_cov", "map,vmap", "nb201", marks=pytest.mark.slow),
+])
+def test_chunks_split_over_devices_give_the_same_scores(name, modes, net):
     # A fresh process with three CPU devices (experiments.common.use_cpu_cores, from
     # JNAS_CPU_DEVICES): each chunk of 2 is rounded up to 3, one architecture per device,
     # and the five scores (the last chunk padded) must equal the single-device ones.
-    # naswot in lax.map (forward only) is the fast case; jacob_cov adds a backward pass and vmap.
+    # snip on SmallNet is the fast case; the NB201 network's naswot (forward only) and
+    # jacob_cov (a backward pass, and vmap) are slow.
     env = {**os.environ, "JNAS_CPU_DEVICES": "3", "XLA_FLAGS": ""}
-    run = subprocess.run([sys.executable, "-c", _SPLIT, name, modes], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    run = subprocess.run([sys.executable, "-c", _SPLIT, name, modes, net], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["set"] == 3 and out["local"] == 3
