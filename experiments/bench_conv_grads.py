@@ -7,7 +7,7 @@ first stage (batch 64, 32x32, 16 -> 16 channels, 3x3 and 1x1, float32) in three 
 straight-line code, inside ``lax.switch`` (how an NB201 edge picks its op), and inside
 ``lax.switch`` within ``lax.map`` over 4 architectures (how ``proxies.score`` batches them,
 per architecture), each with ``conv_grads="xla"`` (autodiff) and ``"explicit"``
-(:mod:`jnas.nets.conv`). Prints a table and writes ``bench_conv_grads.json`` and a bar chart
+(:mod:`jnas.nets.kernels`). Prints a table and writes ``bench_conv_grads.json`` and a bar chart
 ``bench_conv_grads.png``; the ratio is each time over the straight-line autodiff time of
 the same gradient. About a minute on a 2-core CPU.
 """
@@ -27,7 +27,7 @@ from jax import lax
 from tqdm.auto import tqdm
 
 from experiments.common import parse, prepare_out, save_figure
-from jnas.nets.conv import NHWC, CONV_GRADS, conv_fn
+from jnas.nets.kernels import NHWC, CONV_GRADS, conv_fn
 from jnas.proxies.roofline import seconds_per_call
 from jnas.records import write_json
 

@@ -8,7 +8,7 @@ Python loop over one jitted single-architecture function with JAX's own convolut
 gradients and XLA's default compile options, the baseline), then ``loop/switch``,
 ``map/switch``, ``loop/mask`` and ``vmap/mask`` with the proxy's default ``conv_grads``
 (``explicit`` for reverse-mode proxies on CPU) and ``conv_library`` (see
-:mod:`jnas.nets.conv`; combinations that resolve to the same one are timed once). Reports archs/s
+:mod:`jnas.nets.kernels`; combinations that resolve to the same one are timed once). Reports archs/s
 (steady state: the best of ``--repeats`` calls after the first), compile time (first call
 minus the best steady call), the speed-up over the baseline, and the fraction of a FLOP
 bound: useful FLOPs (the table's MACs x 2 x batch x passes) over a matmul rate measured on
@@ -48,7 +48,7 @@ from jnas import proxies
 from jnas.proxies.roofline import PASSES, conv_gflops, flop_bound_s, matmul_gflops, network_dtype
 from jnas.data import load_cifar10_subset
 from jnas.nets import NB201Network, cost_tables
-from jnas.nets.conv import CONV_GRADS, CONV_LIBRARIES
+from jnas.nets.kernels import CONV_GRADS, CONV_LIBRARIES
 from jnas.spaces import nb201 as space
 from jnas.records import write_json
 
@@ -64,7 +64,7 @@ BASELINE = ("loop", "switch", "xla", "ynnpack")
 @dataclasses.dataclass(frozen=True)
 class Config:
     proxies: str = dataclasses.field(default="naswot,jacob_cov,synflow", metadata={"help": "comma list or 'all'"})
-    sizes: str = dataclasses.field(default="16,64", metadata={"help": "numbers of architectures N"})
+    sizes: str = dataclasses.field(default="16,64", metadata={"help": "numbers of architectures N", "items": int})
     combos: str = dataclasses.field(default="all", metadata={"help": "e.g. 'loop/switch/xla/ynnpack,map/switch' (conv_grads, conv_library optional) or 'all'"})
     chunk: int = dataclasses.field(default=16, metadata={"help": "architectures per jitted call (map/vmap)"})
     repeats: int = dataclasses.field(default=2, metadata={"help": "steady calls timed per row (the best counts)"})
@@ -120,8 +120,6 @@ def resolve(combos, proxy) -> list[tuple[str, str, str, str]]:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = parse(Config, argv, __doc__.split("\n\n")[0])
-    if cfg.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {cfg.repeats}")
     names = proxies.parse_names(cfg.proxies)
     sizes = [int(s) for s in cfg.sizes.split(",")]
     combos = parse_combos(cfg.combos)

@@ -46,11 +46,11 @@ class Config:
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/bilevel_study", metadata={"help": "output folder"})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
-    budgets: str = dataclasses.field(default="1,2,5,10,20,50,100,200", metadata={"help": "estimator budgets"})
+    budgets: str = dataclasses.field(default="1,2,5,10,20,50,100,200", metadata={"help": "estimator budgets", "items": int})
     outer_iters: int = dataclasses.field(default=5000, metadata={"help": "outer iterations per convergence run"})
     seeds: int = dataclasses.field(default=8, metadata={"help": "noisy-oracle seeds averaged per method", "min": 1})
-    noise: float = dataclasses.field(default=1.0, metadata={"help": "gradient-noise std of the stochastic oracle"})
-    horizons: str = dataclasses.field(default="300,1000,3000,10000,30000", metadata={"help": "weakly convex TTSA horizons"})
+    noise: float = dataclasses.field(default=1.0, metadata={"help": "gradient-noise std of the stochastic oracle", "min": 0.0})
+    horizons: str = dataclasses.field(default="300,1000,3000,10000,30000", metadata={"help": "weakly convex TTSA horizons", "items": int})
 
 
 def _problems(cfg: Config, key: jax.Array) -> dict[str, problems.Reference]:

@@ -9,6 +9,7 @@ import argparse
 import csv
 import dataclasses
 import fcntl
+import math
 import os
 import warnings
 from pathlib import Path
@@ -52,22 +53,94 @@ def use_cpu_cores() -> int | None:
 
 
 def parse(config_cls: type[C], argv: Sequence[str] | None, description: str) -> C:
-    """Parse ``argv`` into ``config_cls``: one ``--flag`` per field (underscores as dashes);
-    a field whose metadata has ``"min"`` refuses smaller values by name.
-    Also calls :func:`use_cpu_cores` (before any JAX work, as every experiment parses first)."""
+    """Parse ``argv`` into ``config_cls``: one ``--flag`` per field (underscores as dashes),
+    each value checked against its field's bounds before anything runs (see :func:`check_field`).
+    Also calls :func:`use_cpu_cores` (before any JAX work, as every experiment parses first).
+
+    Raises:
+      ValueError: a value outside its field's bounds, naming the flag, the value and what is allowed.
+    """
     use_cpu_cores()
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(config_cls):
         flag = "--" + f.name.replace("_", "-")
-        kind = f.type if isinstance(f.type, type) else eval(f.type, {}, {})  # "int", "str | None", ...
-        base = next((t for t in (int, float, str) if t is kind or t in getattr(kind, "__args__", ())), str)
-        parser.add_argument(flag, type=base, default=f.default, help=f.metadata.get("help", f.name))
+        bounds = describe_bounds(f)
+        help_text = f.metadata.get("help", f.name) + (f" ({bounds})" if bounds else "")
+        parser.add_argument(flag, type=_base_type(f), default=f.default, help=help_text.replace("%", "%%"))
     values = vars(parser.parse_args(argv))
-    for f in dataclasses.fields(config_cls):  # a field's metadata "min" bounds its value from below
-        low = f.metadata.get("min")
-        if low is not None and values[f.name] is not None and values[f.name] < low:
-            raise ValueError(f"--{f.name.replace('_', '-')} must be >= {low}, got {values[f.name]}")
+    for f in dataclasses.fields(config_cls):
+        check_field(f, values[f.name])
     return config_cls(**values)
+
+
+def _base_type(f: dataclasses.Field) -> type:
+    kind = f.type if isinstance(f.type, type) else eval(f.type, {}, {})  # "int", "str | None", ...
+    return next((t for t in (int, float, str) if t is kind or t in getattr(kind, "__args__", ())), str)
+
+
+def _bounds(f: dataclasses.Field) -> dict:
+    """A numeric field's bounds: its metadata's ``min`` and ``max`` (inclusive), ``above`` and
+    ``below`` (exclusive); an int field without any is a size, at least 1 (``seed`` fields: at least 0)."""
+    meta = {k: f.metadata[k] for k in ("min", "above", "max", "below") if k in f.metadata}
+    number = _base_type(f) in (int, float) or "items" in f.metadata
+    if number and not meta and (_base_type(f) is int or f.metadata.get("items") is int):
+        meta = {"min": 0 if f.name.endswith("seed") else 1}
+    return meta
+
+
+def describe_bounds(f: dataclasses.Field) -> str:
+    """The allowed values of a field, in words (for ``--help`` and errors)."""
+    b, parts = _bounds(f), []
+    if "choices" in f.metadata:
+        return "one of " + ", ".join(map(str, f.metadata["choices"]))
+    if "min" in b:
+        parts.append(f">= {b['min']}")
+    if "above" in b:
+        parts.append(f"> {b['above']}")
+    if "max" in b:
+        parts.append(f"<= {b['max']}")
+    if "below" in b:
+        parts.append(f"< {b['below']}")
+    text = " and ".join(parts)
+    if "items" in f.metadata:
+        text = f"comma-separated {f.metadata['items'].__name__}s" + (f", each {text}" if text else "")
+        if f.metadata.get("words"):
+            text += " (or " + ", ".join(f.metadata["words"]) + ")"
+    return text
+
+
+def check_field(f: dataclasses.Field, value: Any) -> None:
+    """Refuse a value outside the field's bounds, naming the flag. Metadata understood:
+    ``min``/``above``/``max``/``below`` (numbers), ``choices`` (strings), ``items`` (int or float: a
+    comma-separated list, each item bounded the same way) with ``words`` (strings allowed instead,
+    e.g. ``"all"``). An int field with no bounds is a size and must be at least 1."""
+    flag = "--" + f.name.replace("_", "-")
+    if value is None:
+        return
+    if "choices" in f.metadata:
+        if value not in f.metadata["choices"]:
+            raise ValueError(f"{flag} must be one of {list(f.metadata['choices'])}, got {value!r}")
+        return
+    b = _bounds(f)
+    if "items" in f.metadata:
+        if value in f.metadata.get("words", ()):
+            return
+        kind = f.metadata["items"]
+        items = [v.strip() for v in str(value).split(",")]
+        try:
+            numbers = [kind(v) for v in items]
+        except ValueError:
+            raise ValueError(f"{flag} must be {describe_bounds(f)}, got {value!r}") from None
+        if not numbers:
+            raise ValueError(f"{flag} must list at least one value, got {value!r}")
+    elif isinstance(value, (int, float)):
+        numbers = [value]
+    else:
+        return
+    for v in numbers:
+        if (not math.isfinite(v) or ("min" in b and v < b["min"]) or ("above" in b and v <= b["above"])
+                or ("max" in b and v > b["max"]) or ("below" in b and v >= b["below"])):
+            raise ValueError(f"{flag} must be {describe_bounds(f)}, got {value}")
 
 
 def prepare_out(out: str | Path, config: Any, resume_keys: Sequence[str]) -> Path:

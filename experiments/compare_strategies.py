@@ -13,13 +13,12 @@ REINFORCE 93.85 +- 0.37, BOHB 93.61 +- 0.52; optimum 94.37.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from typing import Sequence
 
 import numpy as np
 
-from experiments.common import parse, plot_curves, prepare_out
+from experiments.common import parse, plot_curves, prepare_out, write_csv
 from jnas import strategies
 from jnas.strategies.objectives import DEFAULT_REPORT
 from jnas.benchmarks import nb201 as bench
@@ -56,10 +55,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         pub = PUBLISHED.get(n) if cfg.fitness == "c10valid_val_acc_12ep" and cfg.report == "c10_test_acc_200ep" else None
         rows.append({"strategy": n, "report_mean": float(br[:, -1].mean()), "report_std": float(br[:, -1].std(ddof=1)),
                      "published_mean": pub[0] if pub else "", "published_std": pub[1] if pub else ""})
-    with open(out / "table.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / "table.csv", rows)
     lines = [f"| strategy | {cfg.report}, {cfg.budget} queries, {cfg.seeds} seeds | NB201 paper |", "|---|---|---|"]
     for r in rows:
         pub = "" if r["published_mean"] == "" else f"{r['published_mean']:.2f} +- {r['published_std']:.2f}"

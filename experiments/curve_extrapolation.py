@@ -9,8 +9,8 @@ each epoch. Then, for each observed fraction of the curve, fits each of the elev
 models (least squares), Domhan et al.'s MCMC ensemble of all of them, and the last-value
 baseline, and reports the mean absolute error (accuracy points) of the predicted final
 accuracy. Writes ``curves.json`` (the training curves), ``errors.csv``, ``summary.json`` and
-``mae.png``. Each training run checkpoints per epoch and each finished prediction is
-appended to ``errors.csv``: rerunning the same command resumes.
+``mae.png``. Each training run checkpoints per epoch and each finished (cell, fraction) fit
+is appended to ``fits.jsonl`` (:class:`jnas.records.Records`): rerunning the same command resumes.
 
 Runtime (2-core CPU, defaults): about 8 minutes of training plus a few minutes of fitting.
 Reference: Domhan et al. (2015) stop runs whose P(final > best) < 5%; their curves are
@@ -19,7 +19,6 @@ hundreds of epochs long, far longer than a CPU run here.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 from typing import Sequence
@@ -32,20 +31,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments.common import parse, prepare_out, save_figure
+from experiments.common import parse, prepare_out, save_figure, write_csv
 from jnas import data, train
 from jnas.estimation import curves
 from jnas.spaces import nb201 as space
-from jnas.records import write_json
-
-FIELDS = ("arch", "fraction", "model", "predicted", "actual", "abs_error")
+from jnas.records import Records, write_json
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     n_archs: int = dataclasses.field(default=6, metadata={"help": "architectures trained"})
-    epochs: int = dataclasses.field(default=15, metadata={"help": "epochs per training run (the curve length)"})
-    fractions: str = dataclasses.field(default="0.2,0.33,0.5,0.67,0.8", metadata={"help": "observed fractions"})
+    epochs: int = dataclasses.field(default=15, metadata={"help": "epochs per training run (the curve length)", "min": 3})
+    fractions: str = dataclasses.field(default="0.2,0.33,0.5,0.67,0.8", metadata={"help": "observed fractions", "items": float, "above": 0.0, "below": 1.0})
     C: int = dataclasses.field(default=8, metadata={"help": "channels"})
     N: int = dataclasses.field(default=1, metadata={"help": "cells per stage"})
     batch_size: int = dataclasses.field(default=128, metadata={"help": "batch size"})
@@ -58,8 +55,7 @@ class Config:
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
     fractions = [float(f) for f in cfg.fractions.split(",")]
-    if any(not 0 < f < 1 for f in fractions):
-        raise ValueError(f"fractions must lie in (0, 1), got {fractions}")
+    observed = {f: observed_epochs(f, cfg.epochs) for f in fractions}
     out = prepare_out(cfg.out, cfg, resume_keys=["n_archs", "epochs", "C", "N", "batch_size", "seed"])
     key = jax.random.key(cfg.seed)
     trainset = data.load("cifar10", "train", cfg.data_dir)
@@ -74,12 +70,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         runs[s] = [r["val_acc"] for r in hist]
     write_json(out / "curves.json", runs, indent=1)
 
-    done = _read_done(out / "errors.csv")
+    fits = Records(out / "fits.jsonl", key=lambda r: (r["arch"], r["fraction"]))
+    done = fits.done()
     models = list(curves.MODELS) + ["ensemble", "last_value"]
     jobs = [(s, f) for s in runs for f in fractions if (s, f) not in done]
     for s, f in tqdm(jobs, desc="fits"):
         y = np.asarray(runs[s]) / 100.0
-        n_obs = max(2, int(round(f * cfg.epochs)))
+        n_obs = observed[f]
         x = np.arange(1, cfg.epochs + 1, dtype=float)
         k = jax.random.fold_in(jax.random.fold_in(key, 100 + list(runs).index(s)), fractions.index(f))
         preds = {}
@@ -95,11 +92,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         except RuntimeError:  # no model satisfies the prior on this prefix
             preds["ensemble"] = float("nan")
         preds["last_value"] = curves.baseline_last(y[:n_obs])
-        rows = [{"arch": s, "fraction": f, "model": m, "predicted": 100 * preds[m], "actual": 100 * y[-1],
-                 "abs_error": abs(100 * preds[m] - 100 * y[-1]) if np.isfinite(preds[m]) else float("nan")}
-                for m in models]
-        _append(out / "errors.csv", rows)
-    rows = _read_rows(out / "errors.csv")
+        fits.append({"arch": s, "fraction": f, "observed_epochs": n_obs, "actual": 100 * y[-1],
+                     "predicted": {m: 100 * preds[m] for m in models}})
+    rows = [{"arch": r["arch"], "fraction": r["fraction"], "observed_epochs": r["observed_epochs"], "model": m,
+             "predicted": p, "actual": r["actual"], "abs_error": float("nan") if p is None else abs(p - r["actual"])}
+            for r in fits.read() if r["fraction"] in observed for m, p in r["predicted"].items()]
+    write_csv(out / "errors.csv", rows)
     summary = {"config": dataclasses.asdict(cfg), "final_val_acc": {s: c[-1] for s, c in runs.items()}, "mae": {}}
     for m in models:
         summary["mae"][m] = {
@@ -111,24 +109,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return summary
 
 
-def _read_done(path: Path) -> set:
-    return {(r["arch"], r["fraction"]) for r in _read_rows(path)}
+def observed_epochs(fraction: float, epochs: int) -> int:
+    """Epochs of the curve a fit sees: ``fraction`` of ``epochs`` rounded, at least 2 (a fit
+    needs two points).
 
-
-def _read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{**r, "fraction": float(r["fraction"]), "abs_error": float(r["abs_error"])} for r in csv.DictReader(f)]
-
-
-def _append(path: Path, rows: list[dict]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    Raises:
+      ValueError: the fit would see the whole curve (its prediction would be a lookup).
+    """
+    n = max(2, int(round(fraction * epochs)))
+    if n >= epochs:
+        raise ValueError(f"--fractions {fraction} of --epochs {epochs} observes {n} of {epochs} epochs, the whole "
+                         f"curve (a fit needs at least 2 and must leave the last unseen); use more --epochs or a "
+                         f"smaller fraction")
+    return n
 
 
 def _plot(mae: dict, fractions: list[float], path: Path, cfg: Config) -> None:

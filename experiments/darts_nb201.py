@@ -56,7 +56,7 @@ METHODS = {
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    method: str = dataclasses.field(default="darts1", metadata={"help": f"one of {list(METHODS)}"})
+    method: str = dataclasses.field(default="darts1", metadata={"help": "search method", "choices": tuple(METHODS)})
     estimator: str | None = dataclasses.field(default=None, metadata={"help": "override the method's hypergradient estimator"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/darts_nb201", metadata={"help": "output folder"})
@@ -66,13 +66,11 @@ class Config:
     C: int = dataclasses.field(default=8, metadata={"help": "channels of the first stage"})
     N: int = dataclasses.field(default=1, metadata={"help": "cells per stage (P-DARTS: final stage)"})
     n_images: int = dataclasses.field(default=0, metadata={"help": "use the first n training images (0: all)", "min": 0})
-    max_skips: int = dataclasses.field(default=2, metadata={"help": "P-DARTS: skip-connects allowed in the result"})
+    max_skips: int = dataclasses.field(default=2, metadata={"help": "P-DARTS: skip-connects allowed in the result", "min": 0})
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}; valid methods are {list(METHODS)}")
     table = bench.load(cfg.data_dir)
     out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in ("out", "data_dir")])
     x, y = load_cifar10_subset(cfg.data_dir, "train")

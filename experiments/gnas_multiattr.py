@@ -53,13 +53,13 @@ from jnas.strategies import gnas as G
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    hidden_blocks: str = dataclasses.field(default="3,3", metadata={"help": "blocks per hidden layer, comma-separated"})
+    hidden_blocks: str = dataclasses.field(default="3,3", metadata={"help": "blocks per hidden layer", "items": int})
     C: int = dataclasses.field(default=16, metadata={"help": "channels per block"})
     sweeps: int = dataclasses.field(default=2, metadata={"help": "top-down passes over the layers"})
     steps_per_layer: int = dataclasses.field(default=150, metadata={"help": "supernet steps before each layer's search"})
     final_steps: int = dataclasses.field(default=600, metadata={"help": "steps to train each final tree from scratch"})
     batch_size: int = dataclasses.field(default=64, metadata={"help": "batch size"})
-    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
+    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate", "above": 0.0})
     n_train: int = dataclasses.field(default=5000, metadata={"help": "training images"})
     n_val: int = dataclasses.field(default=1000, metadata={"help": "validation images (search rewards)"})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})

@@ -16,7 +16,6 @@ Runtime (2-core CPU, defaults): under a minute.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from typing import Sequence
@@ -30,7 +29,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments.common import mean_band, parse, prepare_out, save_figure
+from experiments.common import mean_band, parse, prepare_out, save_figure, write_csv
 from jnas import strategies
 from jnas.benchmarks import nb201 as bench
 from jnas.spaces import nb201
@@ -102,10 +101,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             for g in range(c.shape[1]):
                 rows.append({"method": method, "seed": cfg.seed + i, "generation": g,
                              "evaluations": (g + 1) * cfg.population, "hypervolume": float(c[i, g])})
-    with open(out / "hypervolume.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / "hypervolume.csv", rows)
     found = N.pareto_front(F_nsga[0])
     summary = {"objectives": dict(zip(names, ["max" if s > 0 else "min" for s in signs])), "budget": budget,
                "seeds": cfg.seeds, "true_front_size": int(front.sum()), "cells_with_values": int(ok.sum()),

@@ -18,7 +18,7 @@ table's MACs x 2 x batch x passes over a measured matmul rate). Trace shares can
 much of the time the convolutions take when Eigen runs them on its thread pool while other
 ops run (the ops beside them slow down, and their launch is all the trace holds), so the
 convolutions' time is measured instead: the same calls are compiled and timed once more
-with every convolution and channel matmul of :mod:`jnas.nets.conv` replaced by a stand-in
+with every convolution and channel matmul of :mod:`jnas.nets.kernels` replaced by a stand-in
 that materialises its input and writes an output of the right shape from one element of it
 (:func:`stand_in_convolutions`). ``conv_s`` is the wall time minus that convolution-free
 time; ``ceiling`` is the FLOP bound over ``conv_s``, the fraction the proxy would reach if
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import csv
 import dataclasses
 import re
 import tempfile
@@ -50,11 +49,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
-from experiments.common import parse, prepare_out, save_figure
+from experiments.common import parse, prepare_out, save_figure, write_csv
 from jnas import proxies
 from jnas.data import load_cifar10_subset
 from jnas.nets import NB201Network, cost_tables
-from jnas.nets import conv as conv_module
+from jnas.nets import kernels as conv_module
 from jnas.proxies import scoring
 from jnas.proxies.roofline import PASSES, flop_bound_s, matmul_gflops, network_dtype
 from jnas.spaces import nb201 as space
@@ -266,7 +265,7 @@ def seconds_without_convolutions(proxy, archs, batch, key, net, repeats: int = 2
 
 @contextlib.contextmanager
 def stand_in_convolutions():
-    """Inside, the convolutions and channel matmuls of :mod:`jnas.nets.conv` (every conv of
+    """Inside, the convolutions and channel matmuls of :mod:`jnas.nets.kernels` (every conv of
     the NB201 network, in both ``conv_grads`` modes and their backward passes) are stand-ins:
     each materialises its input and writes an output of the real shape and dtype, filled
     from one input element times one kernel element. What runs is the network without the
@@ -297,8 +296,6 @@ def _stand_in(op):
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = parse(Config, argv, __doc__.split("\n\n")[0])
     names = proxies.parse_names(cfg.proxies)
-    if cfg.n < 1:
-        raise ValueError(f"--n must be >= 1, got {cfg.n}")
     out = prepare_out(cfg.out, cfg, resume_keys=())
     x, y = load_cifar10_subset(cfg.data_dir, "train")
     net = NB201Network(C=cfg.C, N=cfg.N)
@@ -337,10 +334,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         for op, t in sorted(ops.items(), key=lambda kv: -kv[1])[: cfg.top]:
             op_rows.append(dict(proxy=name, op=op, category=cats.get(op, "other"), seconds=t, share=t / traced))
         write_json(out / "profile.json", records, indent=2)  # incremental
-    with open(out / "ops.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["proxy", "op", "category", "seconds", "share"])
-        w.writeheader()
-        w.writerows(op_rows)
+    write_csv(out / "ops.csv", op_rows)
     print_table(records)
     plot(records, out / "profile.png")
     return records

@@ -61,24 +61,23 @@ from jnas.records import Records, write_json
 from jnas.spaces import nb201 as space
 
 BLOCK = 64  # architectures per incremental write
+BATCHES = ("shared", "per_arch")
+NETS = ("benchmark", "search")
+MODES, INITS = tuple(proxies.MODES), tuple(proxies.INITS)  # read before the Config field named proxies hides the module
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    n: str = dataclasses.field(default="300", metadata={"help": "number of cells, or 'all'"})
+    n: str = dataclasses.field(default="300", metadata={"help": "number of cells", "items": int, "words": ("all",), "max": space.SIZE})
     proxies: str = dataclasses.field(default="naswot,synflow,params,flops", metadata={"help": "comma list or 'all'"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/proxy_correlation", metadata={"help": "output folder"})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed: cells, images, weights"})
-    mode: str | None = dataclasses.field(default=None, metadata={"help": "map/loop/vmap (default: per backend)"})
+    mode: str | None = dataclasses.field(default=None, metadata={"help": "batching mode (default: per backend)", "choices": MODES})
     chunk: int = dataclasses.field(default=16, metadata={"help": "architectures per jitted call"})
-    init: str = dataclasses.field(default="shared", metadata={"help": "shared (one init) or per_arch (one per cell)"})
-    batch: str = dataclasses.field(default="shared", metadata={"help": "shared (one batch) or per_arch (an augmented batch per cell)"})
-    net: str = dataclasses.field(default="benchmark", metadata={"help": "benchmark (trained network) or search (reference code's cells)"})
-
-
-BATCHES = ("shared", "per_arch")
-NETS = ("benchmark", "search")
+    init: str = dataclasses.field(default="shared", metadata={"help": "shared (one init) or per_arch (one per cell)", "choices": INITS})
+    batch: str = dataclasses.field(default="shared", metadata={"help": "shared (one batch) or per_arch (an augmented batch per cell)", "choices": BATCHES})
+    net: str = dataclasses.field(default="benchmark", metadata={"help": "benchmark (trained network) or search (reference code's cells)", "choices": NETS})
 
 
 def sample_archs(key: jax.Array, n: str) -> np.ndarray:
@@ -165,15 +164,7 @@ def plot(scores: dict[str, np.ndarray], table, archs: np.ndarray, corr: dict, pa
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse(Config, argv, __doc__.split("\n\n")[0])
     names = proxies.parse_names(cfg.proxies)
-    if cfg.mode is not None and cfg.mode not in proxies.MODES:
-        raise ValueError(f"unknown --mode {cfg.mode!r}; valid modes are {list(proxies.MODES)}")
-    if cfg.init not in proxies.INITS:
-        raise ValueError(f"unknown --init {cfg.init!r}; valid choices are {list(proxies.INITS)}")
-    if cfg.batch not in BATCHES:
-        raise ValueError(f"unknown --batch {cfg.batch!r}; valid choices are {list(BATCHES)}")
-    if cfg.net not in NETS:
-        raise ValueError(f"unknown --net {cfg.net!r}; valid choices are {list(NETS)}")
-    net = NB201Network(cell_affine=cfg.net == "benchmark")
+    net = NB201Network.benchmark() if cfg.net == "benchmark" else NB201Network.search_code()
     out = prepare_out(cfg.out, cfg, resume_keys=("n", "seed", "data_dir", "init", "batch", "net"))
     table = bench.load(cfg.data_dir)
     k_arch, k_img, k_init = jax.random.split(jax.random.key(cfg.seed), 3)

@@ -36,7 +36,7 @@ from jnas.records import write_json
 class Config:
     swarm: int = dataclasses.field(default=8, metadata={"help": "particles"})
     iterations: int = dataclasses.field(default=5, metadata={"help": "PSO iterations after the initial swarm"})
-    c_g: float = dataclasses.field(default=0.5, metadata={"help": "probability of following gBest per layer"})
+    c_g: float = dataclasses.field(default=0.5, metadata={"help": "probability of following gBest per layer", "min": 0.0, "max": 1.0})
     min_layers: int = dataclasses.field(default=3, metadata={"help": "minimum initial depth (output included)"})
     max_layers: int = dataclasses.field(default=8, metadata={"help": "maximum initial depth (output included)"})
     max_channels: int = dataclasses.field(default=32, metadata={"help": "most conv output channels"})
@@ -47,7 +47,7 @@ class Config:
     epochs: int = dataclasses.field(default=1, metadata={"help": "epochs per particle evaluation"})
     final_epochs: int = dataclasses.field(default=5, metadata={"help": "epochs to retrain the gBest"})
     batch_size: int = dataclasses.field(default=64, metadata={"help": "batch size"})
-    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
+    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate", "above": 0.0})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/psocnn_mnist", metadata={"help": "output folder"})

@@ -39,7 +39,7 @@ class Config:
     seeds: int = dataclasses.field(default=20, metadata={"help": "independent searches", "min": 1})
     fitness: str = dataclasses.field(default=strategies.objectives.DEFAULT_FITNESS, metadata={"help": "table column maximised"})
     report: str = dataclasses.field(default=strategies.objectives.DEFAULT_REPORT, metadata={"help": "table column reported"})
-    mode: str = dataclasses.field(default="vmap", metadata={"help": "vmap (one jitted call) or driver (Python, resumable logs)"})
+    mode: str = dataclasses.field(default="vmap", metadata={"help": "vmap (one jitted call) or driver (Python, resumable logs)", "choices": ("vmap", "driver")})
     seed: int = dataclasses.field(default=0, metadata={"help": "first seed"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/search_nb201", metadata={"help": "output folder"})

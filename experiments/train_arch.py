@@ -41,14 +41,14 @@ class Config:
     space: str = dataclasses.field(default="nb201", metadata={"help": f"search space, one of {sorted(train.SPACES)}"})
     arch: str = dataclasses.field(default=RESNET_CELL, metadata={"help": "architecture string of the space"})
     dataset: str = dataclasses.field(default="cifar10", metadata={"help": f"one of {sorted(data.DATASETS)}"})
-    split: str = dataclasses.field(default="valid", metadata={"help": "valid (NB201 half/half) or test"})
+    split: str = dataclasses.field(default="valid", metadata={"help": "valid (NB201 half/half) or test", "choices": ("valid", "test")})
     epochs: int = dataclasses.field(default=10, metadata={"help": "epochs (the cosine schedule spans them)"})
-    data_fraction: float = dataclasses.field(default=1.0, metadata={"help": "fraction of the training images"})
+    data_fraction: float = dataclasses.field(default=1.0, metadata={"help": "fraction of the training images", "above": 0.0, "max": 1.0})
     C: int = dataclasses.field(default=8, metadata={"help": "channels of the first stage (NB201: 16)"})
     N: int = dataclasses.field(default=1, metadata={"help": "cells per stage (NB201: 5)"})
-    resolution: int = dataclasses.field(default=0, metadata={"help": "input resolution (0: native)"})
+    resolution: int = dataclasses.field(default=0, metadata={"help": "input resolution (0: native)", "min": 0})
     batch_size: int = dataclasses.field(default=256, metadata={"help": "batch size"})
-    lr: float = dataclasses.field(default=0.1, metadata={"help": "initial learning rate"})
+    lr: float = dataclasses.field(default=0.1, metadata={"help": "initial learning rate", "above": 0.0})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/train_arch", metadata={"help": "output folder"})
@@ -56,8 +56,6 @@ class Config:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
-    if cfg.split not in ("valid", "test"):
-        raise ValueError(f"unknown split {cfg.split!r}; valid choices are ['valid', 'test']")
     train_data = data.load(cfg.dataset, "train", cfg.data_dir)
     net, arch = train.realise(cfg.space, cfg.arch, train_data.spec.num_classes, cfg.C, cfg.N)
     out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in ("out", "data_dir")])

@@ -99,8 +99,16 @@ class Records:
         return {self.key(r): r for r in self.read()}
 
     def append(self, record: dict) -> None:
-        """Append one record and make it durable (flush and fsync) before returning."""
+        """Append one record and make it durable (flush and fsync) before returning. A torn
+        last line left by a killed writer is reported and cut first (as :meth:`read` does), so
+        a writer that resumes without reading never glues its record onto the torn one."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            if torn:
+                self.read()
         line = json.dumps(_finite(record), allow_nan=False)
         with open(self.path, "a") as f:
             f.write(line + "\n")

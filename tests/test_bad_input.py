@@ -79,6 +79,23 @@ def test_driver_refuses_nonfinite_fitness_or_tells_the_worst_seen(tmp_path):
     assert "NaN" not in log.read_text()
 
 
+def test_jitted_searches_refuse_nonfinite_fitness_or_tell_the_worst_seen_as_the_driver_does():
+    def holes(archs):  # NaN when edge 0 is avg_pool, +inf when edge 1 is: both must stay out of the incumbent
+        f = r = jnp.sum(archs == 3, -1).astype(jnp.float32)
+        f = jnp.where(archs[..., 0] == 4, jnp.nan, jnp.where(archs[..., 1] == 4, jnp.inf, f))
+        return f, r
+
+    s = S.get("rea", population=6, sample_size=3, max_population=6, max_sample_size=3)
+    with pytest.raises(ValueError, match="the objective does not trace under jit.*mode='driver'"):
+        S.run_seeds(s, _toy, 40, 2)  # a numpy objective, not a bare tracer error
+    with pytest.raises(ValueError, match=r"non-finite fitness (nan|inf) .* at seed 5, step \d+ for \["):
+        S.run_seeds(s, holes, 40, 2, first_seed=5)
+    jitted = S.run_seeds(s, holes, 40, 2, first_seed=5, nonfinite="worst")
+    driven = S.run_seeds(s, holes, 40, 2, first_seed=5, mode="driver", nonfinite="worst")
+    np.testing.assert_array_equal(jitted[0], driven[0])  # the same search: the same values told
+    assert np.isfinite(jitted[0][:, -1]).all() and (jitted[0][:, -1] <= 6).all()
+
+
 def test_reinforce_keeps_learning_when_some_evaluations_are_nan():
     s = S.get("reinforce", lr=0.05)
     calls = []
@@ -106,9 +123,62 @@ def test_tabular_objective_refuses_or_fills_a_column_with_holes():
     assert float(f[0]) == 1.0  # the hole at index 1 holds the column's worst value
 
 
-@pytest.mark.parametrize("flag,value", [("--seeds", "0"), ("--seeds", "-1"), ("--budget", "0")])
-def test_experiment_sizes_below_their_minimum_are_refused_by_flag(tmp_path, flag, value):
-    with pytest.raises(ValueError, match=f"{flag} must be >= 1, got {value}"):
+def _experiment_configs():
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    import experiments
+
+    for m in pkgutil.iter_modules(experiments.__path__):
+        module = importlib.import_module(f"experiments.{m.name}")
+        if dataclasses.is_dataclass(getattr(module, "Config", None)):
+            yield pytest.param(module, id=m.name)
+
+
+def _just_outside(f) -> list[str]:
+    """Values of field ``f`` its bounds refuse (one per bound), as command-line text."""
+    from experiments import common
+
+    if "choices" in f.metadata:
+        return ["no-such-choice"]
+    b, bad = common._bounds(f), []
+    step = 1 if common._base_type(f) is int or f.metadata.get("items") is int else 1e-3
+    bad += [str(b["min"] - step)] if "min" in b else []
+    bad += [str(b["above"])] if "above" in b else []
+    bad += [str(b["max"] + step)] if "max" in b else []
+    bad += [str(b["below"])] if "below" in b else []
+    if "items" in f.metadata:
+        bad = [f"{f.default.split(',')[0]},{v}" for v in bad] + ["1,two"]
+    return bad
+
+
+@pytest.mark.parametrize("module", list(_experiment_configs()))
+def test_every_experiment_flag_is_bounded_and_refused_by_name_before_any_output(tmp_path, module):
+    """The class, not a list: every numeric flag of every experiment has bounds (floats must
+    declare theirs; ints are sizes >= 1 unless they say otherwise), and a value just outside
+    each bound is refused naming the flag, before the output folder exists."""
+    import dataclasses
+
+    from experiments import common
+
+    checked = 0
+    for f in dataclasses.fields(module.Config):
+        kind = common._base_type(f)
+        if kind is float and "items" not in f.metadata:
+            assert common._bounds(f), f"{module.__name__} --{f.name} is a float without bounds"
+        for value in _just_outside(f):
+            flag = "--" + f.name.replace("_", "-")
+            with pytest.raises(ValueError, match=f"^{flag} must "):
+                module.main([flag, value, "--out", str(tmp_path / "run")])
+            checked += 1
+    assert not (tmp_path / "run").exists()
+    assert checked >= 2  # every experiment has a seed or a size and at least one other flag
+
+
+@pytest.mark.parametrize("flag,value", [("--seeds", "0"), ("--seeds", "-1"), ("--budget", "0"), ("--mode", "jit")])
+def test_search_sizes_below_their_minimum_are_refused_by_flag(tmp_path, flag, value):
+    with pytest.raises(ValueError, match=f"{flag} must be (>= 1|one of .*), got '?{value}"):
         search_nb201.main([flag, value, "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()  # refused before any output
 

@@ -109,3 +109,15 @@ def test_a_second_process_on_the_same_out_is_refused(tmp_path):
                                         text=True, timeout=120).stdout
     assert "another process is writing to" in run(out)
     assert run(tmp_path / "other").strip() == "ok"
+
+
+def test_an_append_after_a_torn_line_cuts_it_first(tmp_path):
+    # A resumed writer that appends without reading (the one-shot driver's epoch log) must not
+    # glue its record onto the torn half line a kill left.
+    path = tmp_path / "log.jsonl"
+    Records(path).append({"epoch": 1})
+    with open(path, "a") as f:
+        f.write('{"epoch": 2, "alpha": [0.1, ')
+    with pytest.warns(UserWarning, match=r"log\.jsonl, line 2: dropped a damaged last record"):
+        Records(path).append({"epoch": 2, "alpha": [0.1]})
+    assert Records(path).read() == [{"epoch": 1}, {"epoch": 2, "alpha": [0.1]}]

@@ -78,8 +78,7 @@ def hyperband_brackets(r_min: float, r_max: float, eta: float = 3) -> list[list[
     n = ceil((s_max + 1) / (s + 1) * eta^s) configurations at r = r_max * eta^-s, and rung i
     keeps floor(n * eta^-i) of them at r * eta^i.
     """
-    if r_min <= 0 or r_max < r_min or eta <= 1:
-        raise ValueError(f"need 0 < r_min <= r_max and eta > 1, got r_min={r_min}, r_max={r_max}, eta={eta}")
+    _check_budgets(r_min, r_max, eta)
     s_max = int(math.floor(math.log(r_max / r_min) / math.log(eta) + 1e-9))
     brackets = []
     for s in range(s_max, -1, -1):
@@ -89,9 +88,17 @@ def hyperband_brackets(r_min: float, r_max: float, eta: float = 3) -> list[list[
     return brackets
 
 
+def _check_budgets(r_min: float, r_max: float, eta: float) -> None:
+    if not (0 < r_min <= r_max and eta > 1 and math.isfinite(r_max) and math.isfinite(eta)):
+        raise ValueError(f"need 0 < r_min <= r_max (finite) and eta > 1, got r_min={r_min}, r_max={r_max}, eta={eta}")
+
+
 def sh_rungs(n: int, r_min: float, r_max: float, eta: float = 3) -> list[tuple[int, float]]:
     """Successive halving from n configurations at r_min: rungs ``(floor(n eta^-i), r_min eta^i)``
     up to r_max (the last rung is at r_max exactly)."""
+    _check_budgets(r_min, r_max, eta)
+    if n < 1:
+        raise ValueError(f"successive halving needs n >= 1 configurations, got {n}")
     rungs = int(math.floor(math.log(r_max / r_min) / math.log(eta) + 1e-9))
     return [(int(math.floor(n * eta ** (-i) + 1e-9)), min(r_min * eta**i, r_max) if i < rungs else r_max)
             for i in range(rungs + 1)]
@@ -161,6 +168,7 @@ def successive_halving(space: Space, n: int, r_min: float, r_max: float, eta: fl
                        sample: Sampler | None = None) -> Strategy:
     """Rounds of successive halving, fresh configurations each round, until the cost is spent."""
     draw = _sampler(space, sample)
+    sh_rungs(n, r_min, r_max, eta)  # validate now, not at the first ask
 
     def schedule(key):
         for round_ in itertools.count():

@@ -11,7 +11,8 @@ from __future__ import annotations
 import flax.linen as nn
 from jaxtyping import Array, Float
 
-from jnas.nets.layers import batch_norm, concrete, torch_bias_init, torch_kernel_init
+from jnas.nets.kernels import batch_norm
+from jnas.nets.layers import concrete, torch_bias_init, torch_kernel_init
 from jnas.spaces import cnn_chain as space
 
 

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jnas.nets.layers import ReLUConvBN, avg_pool_3x3, batch_norm, channel_shuffle, concrete, torch_bias_init, torch_kernel_init
+from jnas.nets.kernels import avg_pool_3x3, batch_norm
+from jnas.nets.layers import ReLUConvBN, channel_shuffle, concrete, torch_bias_init, torch_kernel_init
 from jnas.spaces import darts as space
 
 
@@ -150,8 +151,8 @@ class SearchCell(nn.Module):
         if self.reduction_prev:
             s0 = FactorizedReduce(c, affine=False, name="preprocess0")(s0, train)
         else:
-            s0 = ReLUConvBN(c, 1, affine=False, name="preprocess0")(s0, train)[0]
-        s1 = ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train)[0]
+            s0 = ReLUConvBN(c, 1, affine=False, name="preprocess0")(s0, train)
+        s1 = ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train)
         states = [s0, s1]
         for j in range(2, 2 + space.STEPS):
             node = 0.0
@@ -223,8 +224,8 @@ class EvalCell(nn.Module):
         if self.reduction_prev:
             s0 = FactorizedReduce(c, name="preprocess0")(s0, train)
         else:
-            s0 = ReLUConvBN(c, 1, name="preprocess0")(s0, train)[0]
-        s1 = ReLUConvBN(c, 1, name="preprocess1")(s1, train)[0]
+            s0 = ReLUConvBN(c, 1, name="preprocess0")(s0, train)
+        s1 = ReLUConvBN(c, 1, name="preprocess1")(s1, train)
         states = [s0, s1]
         for n in range(space.STEPS):
             h = 0.0

@@ -14,7 +14,8 @@ import flax.linen as nn
 import numpy as np
 from jaxtyping import Array, Float
 
-from jnas.nets.layers import batch_norm, concrete, torch_bias_init, torch_kernel_init
+from jnas.nets.kernels import batch_norm
+from jnas.nets.layers import concrete, torch_bias_init, torch_kernel_init
 from jnas.spaces import genetic as space
 
 

@@ -20,9 +20,20 @@ How an edge picks its op (``select``):
   DARTS mixed op). This is the form to ``vmap``: shared weights with a batch of inputs
   become one large convolution.
 * ``"static"`` -- ``arch`` is a concrete (numpy) array and only the chosen ops are traced:
-  one compilation per architecture, the fastest steps. Standalone training uses it: on a
-  2-core CPU a C=8, N=1 training step took 2.7 s with ``"switch"`` (the backward pass of a
-  traced switch is slow there), 0.47 s with ``"mask"``.
+  one compilation per architecture, the fastest steps (standalone training uses it; the
+  backward pass of a traced switch is slow on CPU, docs/performance.md).
+
+The output is always the logits. The options fall in four groups, and the named
+constructors set the usual combinations:
+
+* structure -- ``C``, ``N``, ``num_classes``; ``use_bn=False`` (synflow's network);
+  ``cell_affine=False`` (the search code's cells, below). :meth:`NB201Network.benchmark`,
+  :meth:`NB201Network.search_code`.
+* execution -- ``select``, ``conv_grads`` (the CPU kernels of :mod:`jnas.nets.kernels`),
+  ``skip_unread``: how the same numbers are computed, never what they are.
+* read-outs -- ``codes`` sows the NASWOT kernel into ``"intermediates"``
+  (:func:`jnas.nets.layers.codes_kernel`); ``probes`` adds fisher's channel probes.
+* one-shot search -- ``partial`` and ``skip_dropout`` (:meth:`NB201Network.supernet`).
 
 Two search-time options serve :mod:`jnas.oneshot`: ``partial=K`` sends only the first C/K
 channels through the ops and passes the rest by, then shuffles channels (PC-DARTS, Xu et
@@ -48,17 +59,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from jnas.nets.kernels import avg_pool_3x3, batch_norm, conv_fn
 from jnas.nets.layers import (
     ChannelProbe,
-    avg_pool_3x3,
-    channel_shuffle,
     ReLUConvBN,
-    batch_norm,
+    channel_shuffle,
     relu_kernel,
+    sow_codes,
     torch_bias_init,
     torch_kernel_init,
 )
-from jnas.nets.conv import conv_fn
 from jnas.spaces import nb201 as space
 
 SELECT_MODES = ("switch", "mask", "static")
@@ -111,10 +121,10 @@ class Edge(nn.Module):
             return plus(x, acc)
 
         def conv1(m, x, acc):
-            return plus(m.nor_conv_1x1(x, train)[0], acc)
+            return plus(m.nor_conv_1x1(x, train), acc)
 
         def conv3(m, x, acc):
-            return plus(m.nor_conv_3x3(x, train)[0], acc)
+            return plus(m.nor_conv_3x3(x, train), acc)
 
         def pool(m, x, acc):
             return plus(avg_pool_3x3(x, grads=m.conv_grads), acc)
@@ -135,7 +145,7 @@ class Edge(nn.Module):
 class Cell(nn.Module):
     """NB201 cell: node j = sum_{i<j} edge_(i,j)(node i); the output is the last node.
 
-    With ``codes`` the cell also returns the NASWOT kernel of the ReLUs in its conv edges.
+    With ``codes`` the cell sows the NASWOT kernel of the ReLUs in its conv edges.
     Every conv edge leaving node i applies its ReLU to node i itself, so node i's kernel
     enters once per such edge: the cell computes it once per node and multiplies by that
     count (and skips it under ``"switch"``/``"static"`` when no conv edge leaves the node),
@@ -160,7 +170,7 @@ class Cell(nn.Module):
     skip_unread: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, arch: Array, train: bool, drop_rate: Array | float = 0.0) -> tuple[Array, Array]:
+    def __call__(self, x: Array, arch: Array, train: bool, drop_rate: Array | float = 0.0) -> Array:
         ops = arch
         if self.skip_unread and self.select == "switch" and not self.is_initializing():
             read = read_nodes(arch, self.codes)
@@ -177,7 +187,9 @@ class Cell(nn.Module):
                 )
                 acc = edge(nodes[i], ops[e], train, drop_rate, acc)
             nodes.append(acc)
-        return nodes[-1], (self._codes(nodes, arch) if self.codes else jnp.zeros(()))
+        if self.codes:
+            sow_codes(self, self._codes(nodes, arch))
+        return nodes[-1]
 
     def _codes(self, nodes: list[Array], arch: Array) -> Array:
         """Sum over conv edges of the NASWOT kernel of their ReLU input (see class docstring)."""
@@ -227,10 +239,10 @@ class ResidualReduction(nn.Module):
     conv_grads: str = "xla"
 
     @nn.compact
-    def __call__(self, x: Array, train: bool) -> tuple[Array, Array]:
+    def __call__(self, x: Array, train: bool) -> Array:
         kw = dict(use_bn=self.use_bn, codes=self.codes, probes=self.probes, conv_grads=self.conv_grads)
-        y, ka = ReLUConvBN(self.features, 3, stride=2, name="conv_a", **kw)(x, train)
-        y, kb = ReLUConvBN(self.features, 3, name="conv_b", **kw)(y, train)
+        y = ReLUConvBN(self.features, 3, stride=2, name="conv_a", **kw)(x, train)
+        y = ReLUConvBN(self.features, 3, name="conv_b", **kw)(y, train)
         s = nn.avg_pool(x, (2, 2), strides=(2, 2))
         s = nn.Conv(
             self.features, (1, 1), padding=((0, 0), (0, 0)), use_bias=False, kernel_init=torch_kernel_init,
@@ -238,7 +250,7 @@ class ResidualReduction(nn.Module):
         )(s)
         if self.probes:
             s = ChannelProbe(name="shortcut_probe")(s)
-        return y + s, ka + kb
+        return y + s
 
 
 class NB201Network(nn.Module):
@@ -250,22 +262,23 @@ class NB201Network(nn.Module):
       num_classes: classifier outputs.
       select: ``"switch"`` or ``"mask"`` (see module docstring).
       use_bn: False removes every BatchNorm (synflow is defined on such a network).
-      codes: also return the NASWOT ReLU-agreement kernel ``(b, b)``.
+      codes: sow the NASWOT ReLU-agreement kernel ``(b, b)`` into ``"intermediates"``
+        (read it with :func:`jnas.nets.layers.codes_kernel`).
       probes: insert fisher channel probes (a ``"probes"`` variable collection).
       partial: PC-DARTS partial channels K (ops see C/K channels); 1 for the benchmark net.
       skip_dropout: P-DARTS dropout after skip-connect at ``drop_rate`` (rng ``"dropout"``).
       cell_affine: False gives cell ops non-affine BatchNorm and biased convs, the network
         the zero-cost proxies' reference code scores (see module docstring).
       conv_grads: ``"xla"`` or ``"explicit"``: the backward pass of the convs, the cell's
-        average pools and training-mode BatchNorm (:mod:`jnas.nets.conv`,
-        :func:`jnas.nets.layers.avg_pool_3x3`, :class:`jnas.nets.layers.ExplicitBatchNorm`;
+        average pools and training-mode BatchNorm (:mod:`jnas.nets.kernels`,
+        :func:`jnas.nets.kernels.avg_pool_3x3`, :class:`jnas.nets.kernels.ExplicitBatchNorm`;
         ``"explicit"`` is reverse-mode only, much faster on CPU inside
         ``lax.switch``/``lax.map``).
       skip_unread: under ``"switch"``, skip the ops of edges whose output nothing reads
         (see :class:`Cell`); the zero-cost proxies turn it on.
 
     Returns:
-      logits ``(b, num_classes)``, or ``(logits, kernel)`` when ``codes``.
+      logits ``(b, num_classes)``, whatever the options.
 
     Example:
       >>> net = NB201Network(C=8, N=1)
@@ -311,22 +324,19 @@ class NB201Network(nn.Module):
             y = ChannelProbe(name="stem_probe")(y)
         if self.use_bn:
             y = batch_norm(train, "stem_bn", grads=self.conv_grads)(y)
-        k = jnp.zeros(())
         for stage, c in enumerate(self.stage_channels):
             if stage > 0:
-                y, kr = ResidualReduction(c, name=f"reduce_{stage}", **kw)(y, train)
-                k = k + kr
+                y = ResidualReduction(c, name=f"reduce_{stage}", **kw)(y, train)
             for i in range(self.N):
                 cell = Cell(
                     c, self.select, partial=self.partial, skip_dropout=self.skip_dropout, affine=self.cell_affine,
                     skip_unread=self.skip_unread, name=f"cell_{stage}_{i}", **kw,
                 )
-                y, kc = cell(y, arch, train, drop_rate)
-                k = k + kc
+                y = cell(y, arch, train, drop_rate)
         if self.use_bn:
             y = batch_norm(train, "last_bn", grads=self.conv_grads)(y)
         if self.codes:
-            k = k + relu_kernel(y)
+            sow_codes(self, relu_kernel(y))
         y = nn.relu(y).mean(axis=(1, 2))
         fan_in = y.shape[-1]
         logits = nn.Dense(
@@ -334,11 +344,39 @@ class NB201Network(nn.Module):
         )(y)
         if self.probes:
             logits = ChannelProbe(name="classifier_probe")(logits)
-        return (logits, k) if self.codes else logits
+        return logits
+
+    @classmethod
+    def benchmark(cls, C: int = 16, N: int = 5, num_classes: int = 10, **execution) -> "NB201Network":
+        """The network NAS-Bench-201 trained (affine BatchNorm, convs without bias); C=16,
+        N=5 is the benchmark's size. ``execution``: ``select``, ``conv_grads``, ``skip_unread``."""
+        return cls(C=C, N=N, num_classes=num_classes, **_execution(execution))
+
+    @classmethod
+    def search_code(cls, C: int = 16, N: int = 5, num_classes: int = 10, **execution) -> "NB201Network":
+        """The cells as NB201's search code and the zero-cost proxies' reference code build
+        them (non-affine BatchNorm, biased convs; see the module docstring)."""
+        return cls(C=C, N=N, num_classes=num_classes, cell_affine=False, **_execution(execution))
+
+    @classmethod
+    def supernet(cls, C: int = 16, N: int = 5, num_classes: int = 10, partial: int = 1,
+                 skip_dropout: bool = False) -> "NB201Network":
+        """The weight-sharing supernet of differentiable search: every op runs, mixed by
+        ``(6, 5)`` weights (``select="mask"``); ``partial`` and ``skip_dropout`` give PC-DARTS
+        and P-DARTS (see the module docstring)."""
+        return cls(C=C, N=N, num_classes=num_classes, select="mask", partial=partial, skip_dropout=skip_dropout)
 
     @property
     def stage_channels(self) -> Sequence[int]:
         return (self.C, 2 * self.C, 4 * self.C)
+
+
+def _execution(options: dict) -> dict:
+    """Refuse anything but the execution options (which never change the numbers)."""
+    extra = set(options) - {"select", "conv_grads", "skip_unread"}
+    if extra:
+        raise ValueError(f"unknown execution options {sorted(extra)}; valid: ['conv_grads', 'select', 'skip_unread']")
+    return options
 
 
 def cost_tables(net: NB201Network, resolution: int = 32, in_channels: int = 3) -> dict[str, Array]:

@@ -21,9 +21,7 @@ from jnas.spaces import nb201 as space
 NODE_EDGES = tuple(tuple(e for e, (_, j) in enumerate(space.EDGES) if j == node) for node in range(1, space.SPACE.num_nodes))
 
 
-def supernet(C: int = 16, N: int = 5, num_classes: int = 10, partial: int = 1, skip_dropout: bool = False) -> NB201Network:
-    """The NB201 network with mixed edges (``select="mask"``)."""
-    return NB201Network(C=C, N=N, num_classes=num_classes, select="mask", partial=partial, skip_dropout=skip_dropout)
+supernet = NB201Network.supernet  # the NB201 network with mixed edges (select="mask")
 
 
 def init_alpha(key: jax.Array, edge_norm: bool = False, scale: float = 1e-3) -> dict[str, Array]:

@@ -25,10 +25,10 @@ class Proxy(NamedTuple):
       higher_is_better: sign convention of the published score.
       weight_grads: needs gradients with respect to conv kernels.
       reverse_only: differentiates the network in reverse mode only (no ``jax.jvp``), so
-        its convolutions may use written-out gradients (:mod:`jnas.nets.conv`), which
+        its convolutions may use written-out gradients (:mod:`jnas.nets.kernels`), which
         :func:`jnas.proxies.scoring.score` does on CPU.
       cpu_conv_library: the library that ran its convolutions fastest on CPU (``"ynnpack"``,
-        XLA's default, or ``"eigen"``; see :mod:`jnas.nets.conv`), measured by scoring.
+        XLA's default, or ``"eigen"``; see :mod:`jnas.nets.kernels`), measured by scoring.
       reads_weights: False for proxies computed from the network's structure alone (params,
         FLOPs): ``fn`` then gets empty variables (``{}``) instead of an initialisation, which
         for the full NB201 network costs 20-30 s of compilation on CPU.

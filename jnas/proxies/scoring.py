@@ -1,71 +1,36 @@
 """Score many architectures with one proxy in one jitted call.
 
-Two independent choices, all giving the same numbers:
+The knobs live in one :class:`ScoringConfig`; every choice gives the same scores (up to
+float rounding), only the speed differs. Their CPU defaults and the measurements behind
+them are in docs/performance.md ("The knobs").
 
-``mode`` -- how architectures are batched:
-
-* ``"map"``  -- ``jax.lax.map`` over the architectures inside one jit: one compilation, no
-  Python between architectures.
-* ``"loop"`` -- a Python loop over one jitted single-architecture function (the baseline
-  the benchmarks compare against).
-* ``"vmap"`` -- ``jax.vmap`` over a chunk of architectures. With shared weights and
-  masked edges the chunk becomes one large convolution, which fills a GPU.
-
-``select`` -- how an edge applies its op (see :mod:`jnas.nets.nb201`):
-
-* ``"switch"`` -- only the chosen op runs (``nn.switch``); no wasted FLOPs.
-* ``"mask"`` -- every op runs, weighted by the one-hot architecture (~5x the FLOPs of an
-  average cell, but straight-line code that ``vmap`` batches well).
-
-Defaults (:func:`default_mode`), from ``python -m experiments.bench_proxies``:
-on CPU, ``map`` + ``switch``, except for proxies needing kernel gradients: ``loop`` +
-``switch`` for snip and grad_norm (with written-out conv gradients, see ``conv_grads``
-below), and ``loop`` + ``mask`` for grasp, whose Hessian-vector product needs forward mode
-and so JAX's own kernel-gradient convolutions, which XLA:CPU runs 3-25x slower inside
-control flow than in straight-line code; on GPU, ``vmap`` + ``mask``.
-
-``init`` -- where the weights come from:
-
-* ``"shared"`` (default) -- one initialisation from ``key`` serves every architecture
-  (weight sharing), so scores differ only through the architecture;
-* ``"per_arch"`` -- each architecture gets its own initialisation from
-  ``fold_in(key, base-5 index)``, as when every network is built and initialised anew (the
-  zero-cost proxies' reference code). Scores then carry initialisation noise.
-
-``conv_grads`` -- how the convolutions are differentiated (:mod:`jnas.nets.conv`):
-
-* ``"explicit"`` -- backward passes written out as forward convolutions, which XLA:CPU
-  runs 3-25x faster inside ``lax.switch``/``lax.map`` than the ones autodiff derives, and
-  for training-mode BatchNorm (:class:`jnas.nets.layers.ExplicitBatchNorm`: one residual
-  instead of two, which inside ``lax.switch`` every other branch also fills with zeros;
-  jacob_cov 2.98 -> 3.79 cells/s, interleaved in one process on 32 cells).
-  Reverse mode only; the default on CPU for proxies marked ``reverse_only``;
-* ``"xla"`` -- JAX's own; the default elsewhere (GPU, and synflow and grasp, which use
-  ``jax.jvp``).
-
-``conv_library`` -- which library runs the convolutions on CPU, a compile option of the
-scoring jits (:func:`jnas.nets.conv.compiler_options`):
-
-* ``"ynnpack"`` -- XLA:CPU's default;
-* ``"eigen"`` -- XLA's own Eigen convolutions (YNNPACK keeps dots and reductions). The
-  default on CPU for proxies with ``cpu_conv_library="eigen"``: naswot and jacob_cov, whose
-  stage-2/3 forward convolutions run ~1.7x faster there. synflow's one-image float64
-  network scored 4x slower in Eigen; fisher and jacob_perclass gained nothing beyond noise,
-  and the kernel-gradient proxies (snip, grad_norm, grasp) were not measured cleanly.
+* ``mode`` -- how architectures are batched: ``"map"`` (``jax.lax.map`` inside one jit),
+  ``"loop"`` (a Python loop over one jitted single-architecture function, the benchmarks'
+  baseline) or ``"vmap"`` (a chunk at once; with shared weights and masked edges one large
+  convolution, which fills a GPU).
+* ``select`` -- how an edge applies its op (:mod:`jnas.nets.nb201`): ``"switch"`` (only the
+  chosen op runs) or ``"mask"`` (every op runs, weighted by the one-hot cell: straight-line
+  code that ``vmap`` batches well).
+* ``init`` -- ``"shared"`` (one initialisation from ``key`` for every architecture: weight
+  sharing, scores differ only through the architecture) or ``"per_arch"`` (each its own,
+  from ``fold_in(key, index)``, as when every network is built anew).
+* ``conv_grads`` -- the backend switch of :mod:`jnas.nets.kernels`: ``"explicit"`` backward
+  passes (reverse mode only; the CPU default for proxies marked ``reverse_only``) or
+  ``"xla"`` (autodiff's; synflow and grasp use ``jax.jvp`` and keep it).
+* ``conv_library`` -- ``"ynnpack"`` or ``"eigen"`` for CPU convolutions, a compile option
+  (:func:`jnas.nets.kernels.compiler_options`), per proxy.
+* ``devices`` -- split each chunk over local devices.
 
 Under ``"switch"`` the network also skips the ops of edges whose output nothing reads
-(:attr:`jnas.nets.NB201Network.skip_unread`), which no score depends on.
+(:attr:`jnas.nets.NB201Network.skip_unread`), which no score depends on. A score depends only
+on ``(architecture, key, batch, init)``, never on which other architectures share a chunk.
 
-Either way a score depends only on ``(architecture, key, batch, init)``, never on which
-other architectures share a chunk or on the mode (``conv_grads`` and ``conv_library``
-change float rounding only).
-
-These knobs live in one :class:`ScoringConfig`. Any space/network pair can be scored: pass
-``space`` (a :class:`jnas.spaces.Space`, default NB201) and ``net`` (a Flax module called as
-``net.apply(variables, x, arch, train=..., mutable=["batch_stats"])``). ``select``,
-``conv_grads`` and ``skip_unread`` apply to networks that have those fields (NB201's).
-Networks that build their layers from a concrete architecture (Genetic-CNN, DARTS,
-chains) take ``arch="static"``: one compiled function per architecture, in a loop.
+Any space/network pair can be scored: pass ``space`` (a :class:`jnas.spaces.Space`, default
+NB201) and ``net`` (a Flax module called as ``net.apply(variables, x, arch, train=...,
+mutable=["batch_stats"])``). ``select``, ``conv_grads`` and ``skip_unread`` apply to networks
+that have those fields (NB201's). Networks that build their layers from a concrete
+architecture (Genetic-CNN, DARTS, chains) take ``arch="static"``: one compiled function per
+architecture, in a loop.
 """
 
 from __future__ import annotations
@@ -82,7 +47,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from jnas.nets.conv import CONV_LIBRARIES, check_conv_grads, compiler_options
+from jnas.nets.kernels import CONV_LIBRARIES, check_conv_grads, compiler_options
 from jnas.nets.nb201 import NB201Network
 from jnas.proxies.base import Proxy
 from jnas.spaces import nb201

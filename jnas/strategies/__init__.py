@@ -1,7 +1,7 @@
 """Black-box search strategies with one ask/tell API (see :mod:`jnas.strategies.base`)."""
 
 from jnas.strategies import bayesopt, gnas, nsga2, objectives
-from jnas.strategies.base import Query, Strategy, Trace, best_so_far, search
+from jnas.strategies.base import Query, Strategy, Trace, best_so_far, check_finite, search
 from jnas.strategies.driver import run
 from jnas.strategies.seeds import run_seeds
 from jnas.spaces import nb201 as _nb201
@@ -73,5 +73,5 @@ def get(name: str, space=None, **kwargs) -> Strategy:
     return STRATEGIES[name](_nb201.SPACE if space is None else space, **kwargs)
 
 
-__all__ = ["STRATEGIES", "Query", "Strategy", "Trace", "bayesopt", "best_so_far", "genetic_cnn", "bananas", "gea", "get", "gnas", "local_search", "mcts", "renas", "nsga2", "objectives", "psocnn", "random_search",
+__all__ = ["STRATEGIES", "Query", "Strategy", "Trace", "bayesopt", "best_so_far", "check_finite", "genetic_cnn", "bananas", "gea", "get", "gnas", "local_search", "mcts", "renas", "nsga2", "objectives", "psocnn", "random_search",
            "regularized_evolution", "reinforce", "run", "run_seeds", "search"]

@@ -22,6 +22,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 PyTree = Any
@@ -66,26 +67,57 @@ def resolve(params: PyTree, defaults: PyTree) -> PyTree:
 
 
 def search(strategy: Strategy, params: PyTree, objective: Objective, steps: int, key: PRNGKeyArray) -> Trace:
-    """``steps`` ask/evaluate/tell rounds as one ``lax.scan`` (jit and vmap it over keys)."""
+    """``steps`` ask/evaluate/tell rounds as one ``lax.scan`` (jit and vmap it over keys).
+
+    A NaN or infinite fitness cannot stop a jitted scan, so it is never told as it is: the
+    strategy is told the worst finite fitness seen so far in this search (0 before any), as
+    the driver's ``nonfinite="worst"`` does, and the trace keeps the original value. Call
+    :func:`check_finite` on the trace (``run_seeds`` does) to refuse such a search, as the
+    driver does by default.
+    """
     params = resolve(params, strategy.params)
     k_init, k_run = jax.random.split(key)
     state = strategy.init(k_init, params)
 
-    def body(state, k):
+    def body(carry, k):
+        state, worst = carry
         k_ask, k_tell = jax.random.split(k)
         archs, state = strategy.ask(k_ask, state, params)
         fit, rep = objective(archs)
-        state, metrics = strategy.tell(k_tell, archs, fit, state, params)
-        return state, Trace(archs, fit, rep, metrics)
+        finite = jnp.isfinite(fit)
+        worst = jnp.minimum(worst, jnp.where(finite, fit, jnp.inf).min())
+        told = jnp.where(finite, fit, jnp.where(jnp.isfinite(worst), worst, 0.0).astype(fit.dtype))
+        state, metrics = strategy.tell(k_tell, archs, told, state, params)
+        return (state, worst), Trace(archs, fit, rep, metrics)
 
-    _, trace = jax.lax.scan(body, state, jax.random.split(k_run, steps))
+    _, trace = jax.lax.scan(body, (state, jnp.array(jnp.inf, jnp.float32)), jax.random.split(k_run, steps))
     return trace
+
+
+def check_finite(trace: Trace, first_seed: int = 0) -> None:
+    """Refuse a (concrete) trace of :func:`search` whose objective returned NaN or infinity,
+    naming the first such seed (leading axes beyond ``(steps, batch)`` are seeds), step and
+    architecture.
+
+    Raises:
+      ValueError: the trace holds a non-finite fitness.
+    """
+    fit = np.asarray(trace.fitness)
+    bad = np.argwhere(~np.isfinite(fit))
+    if len(bad):
+        where = tuple(int(i) for i in bad[0])
+        seed = f"seed {first_seed + where[0]}, " if fit.ndim > 2 else ""
+        arch = np.asarray(trace.archs)[where].tolist()
+        raise ValueError(f"the objective returned non-finite fitness {fit[where]} ({len(bad)} of {fit.size} "
+                         f"evaluations) at {seed}step {where[-2]} for {arch}; fix the objective, or pass "
+                         f"nonfinite='worst' to tell the worst finite fitness seen so far instead")
 
 
 def best_so_far(trace: Trace) -> tuple[Array, Array]:
     """Per evaluation: the best fitness so far and the report of that incumbent.
 
-    Flattens ``(steps, B)`` to evaluation order; ties keep the earlier incumbent.
+    Flattens ``(steps, B)`` to evaluation order; ties keep the earlier incumbent, and a NaN or
+    infinite fitness never becomes the incumbent.
     """
     fit = trace.fitness.reshape(*trace.fitness.shape[:-2], -1)
     rep = trace.report.reshape(fit.shape)
@@ -93,7 +125,7 @@ def best_so_far(trace: Trace) -> tuple[Array, Array]:
     def step(carry, fr):
         bf, br = carry
         f, r = fr
-        better = f > bf
+        better = jnp.isfinite(f) & (f > bf)
         new = (jnp.where(better, f, bf), jnp.where(better, r, br))
         return new, new
 

@@ -10,26 +10,32 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jnas.strategies.base import Objective, PyTree, Strategy, best_so_far, search
+from jnas.strategies.base import Objective, PyTree, Strategy, best_so_far, check_finite, search
 from jnas.strategies.driver import run
 
 MODES = ("vmap", "driver")
 
 
 def run_seeds(strategy: Strategy, objective: Objective, budget: int, seeds: int, first_seed: int = 0,
-              mode: str = "vmap", params: PyTree = None, logs: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+              mode: str = "vmap", params: PyTree = None, logs: str | Path | None = None,
+              nonfinite: str = "raise") -> tuple[np.ndarray, np.ndarray]:
     """Best-so-far fitness and the incumbent's report, ``(seeds, budget)`` each.
 
     Args:
       mode: ``"vmap"`` (all seeds in one jitted call; needs a jittable strategy and
         objective) or ``"driver"`` (seed by seed; ``logs``: a folder of ``seed_<s>.jsonl``
         files from which a killed run resumes).
+      nonfinite: ``"raise"`` refuses an objective that returned NaN or infinity, naming the
+        seed, step and architecture; ``"worst"`` tells the worst finite fitness seen so far
+        instead (see :func:`jnas.strategies.run`). A non-finite value is never an incumbent.
     Raises:
       ValueError: unknown mode, fewer than one seed or query, or ``vmap`` with a strategy
         that does not trace under jit.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid modes are {list(MODES)}")
+    if nonfinite not in ("raise", "worst"):
+        raise ValueError(f"unknown nonfinite handling {nonfinite!r}; valid choices are ['raise', 'worst']")
     if seeds < 1 or budget < 1:
         raise ValueError(f"need seeds >= 1 and budget >= 1, got seeds={seeds}, budget={budget}")
     steps = -(-budget // strategy.batch)
@@ -37,14 +43,24 @@ def run_seeds(strategy: Strategy, objective: Objective, budget: int, seeds: int,
     if mode == "vmap":
         if not strategy.jittable:
             raise ValueError("this strategy does not trace under jit; use mode='driver'")
-        one = lambda k: best_so_far(search(strategy, params, objective, steps, k))
-        bf, br = jax.jit(jax.vmap(one) if strategy.vmappable else lambda ks: jax.lax.map(one, ks))(keys)
+        def one(k):
+            trace = search(strategy, params, objective, steps, k)
+            return best_so_far(trace), trace._replace(metrics=None)
+
+        try:
+            (bf, br), trace = jax.jit(jax.vmap(one) if strategy.vmappable else lambda ks: jax.lax.map(one, ks))(keys)
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as e:
+            raise ValueError(f"the objective does not trace under jit ({type(e).__name__}: it needs concrete "
+                             "values); write it in jax.numpy or use mode='driver'") from None
+        if nonfinite == "raise":
+            check_finite(trace, first_seed)
     else:
         if logs is not None:
             Path(logs).mkdir(parents=True, exist_ok=True)
         res = []
         for i in tqdm(range(seeds), desc="seeds"):
             log = None if logs is None else Path(logs) / f"seed_{first_seed + i}.jsonl"
-            res.append(best_so_far(run(strategy, params, objective, budget, keys[i], log=log, progress=False)))
+            res.append(best_so_far(run(strategy, params, objective, budget, keys[i], log=log, progress=False,
+                                       nonfinite=nonfinite)))
         bf, br = np.stack([r[0] for r in res]), np.stack([r[1] for r in res])
     return np.asarray(bf)[:, :budget], np.asarray(br)[:, :budget]

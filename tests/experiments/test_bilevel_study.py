@@ -1,8 +1,11 @@
 import json
 
+import pytest
+
 from experiments import bilevel_study
 
 
+@pytest.mark.slow  # twins: tests/bilevel/test_estimators.py checks each estimator against the closed forms
 def test_bilevel_study_writes_errors_against_closed_forms(tmp_path, data_dir):
     out = tmp_path / "study"
     args = ["--data-dir", str(data_dir), "--out", str(out), "--budgets", "1,60", "--outer-iters", "150",

@@ -24,6 +24,14 @@ def test_errors_follow_the_curves_and_rerun_resumes(tmp_path, data_dir):
         if r["model"] == "last_value":  # the baseline predicts the last observed point
             n_obs = max(2, round(float(r["fraction"]) * 4))
             assert float(r["predicted"]) == pytest.approx(runs[r["arch"]][n_obs - 1])
-    stamp = (tmp_path / "errors.csv").stat().st_mtime_ns
+    stamp = (tmp_path / "fits.jsonl").stat().st_mtime_ns
     assert curve_extrapolation.main(argv) == summary
-    assert (tmp_path / "errors.csv").stat().st_mtime_ns == stamp
+    assert (tmp_path / "fits.jsonl").stat().st_mtime_ns == stamp  # nothing refitted
+
+
+def test_a_fraction_that_sees_the_whole_curve_is_refused(tmp_path):
+    assert curve_extrapolation.observed_epochs(0.5, 4) == 2
+    assert curve_extrapolation.observed_epochs(0.01, 15) == 2  # a fit needs two points
+    with pytest.raises(ValueError, match="--fractions 0.9 of --epochs 3 observes 3 of 3 epochs, the whole curve"):
+        curve_extrapolation.main(["--fractions", "0.5,0.9", "--epochs", "3", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()

@@ -38,5 +38,5 @@ def test_search_resumes_after_a_kill_with_identical_results(tmp_path, data_dir, 
 
 
 def test_unknown_method(tmp_path):
-    with pytest.raises(ValueError, match="unknown method 'darts3'"):
+    with pytest.raises(ValueError, match=r"--method must be one of \[.*'darts1'.*\], got 'darts3'"):
         darts_nb201.main(["--method", "darts3", "--out", str(tmp_path)])

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from experiments import profile_proxies as pp
-from jnas.nets import NB201Network, conv
+from jnas.nets import NB201Network
+from jnas.nets import kernels as conv
 from jnas.spaces import nb201 as space
 
 
@@ -97,6 +98,7 @@ def test_wall_charges_match_a_brute_force_timeline():
         assert abs(sum(got.values()) - busy) < 1e-9
 
 
+@pytest.mark.slow  # twins: the op-charging and timeline tests above
 def test_profile_writes_shares_and_ceiling(tmp_path, data_dir):
     records = pp.main(["--data-dir", str(data_dir), "--out", str(tmp_path), "--proxies", "naswot", "--n", "2",
                        "--C", "2", "--N", "1", "--top", "5", "--matmul-n", "256"])

@@ -45,11 +45,11 @@ def test_bad_arguments(tmp_path, data_dir, monkeypatch):
         proxy_correlation.main(["--proxies", "zen", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="--n must"):
         proxy_correlation.main(["--n", "lots", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "b")])
-    with pytest.raises(ValueError, match="unknown --init 'fresh'"):
+    with pytest.raises(ValueError, match=r"--init must be one of \['shared', 'per_arch'\], got 'fresh'"):
         proxy_correlation.main(["--init", "fresh", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "d")])
-    with pytest.raises(ValueError, match="unknown --batch 'fresh'"):
+    with pytest.raises(ValueError, match="--batch must be one of .*got 'fresh'"):
         proxy_correlation.main(["--batch", "fresh", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "e")])
-    with pytest.raises(ValueError, match="unknown --net 'resnet'"):
+    with pytest.raises(ValueError, match="--net must be one of .*got 'resnet'"):
         proxy_correlation.main(["--net", "resnet", "--proxies", "params", "--data-dir", str(data_dir), "--out", str(tmp_path / "f")])
     with pytest.raises(FileNotFoundError, match="nb201_cifar10.csv.gz"):
         proxy_correlation.main(["--proxies", "params", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")])

@@ -37,6 +37,7 @@ def test_psocnn_mnist_summary_and_resume(tmp_path, data_dir):
     assert _stamps(tmp_path) == stamp
 
 
+@pytest.mark.slow  # integration scale (supernet training on MNIST); twins: tests/strategies/test_gnas.py, and the kill test resumes it
 def test_gnas_multiattr_summary_and_resume(tmp_path, data_dir):
     argv = ["--hidden-blocks", "2", "--C", "2", "--sweeps", "1", "--steps-per-layer", "5", "--final-steps", "5",
             "--n-train", "256", "--n-val", "128", "--data-dir", str(data_dir), "--out", str(tmp_path)]

@@ -1,4 +1,4 @@
-"""Convolutions with written-out gradients (jnas.nets.conv) against JAX autodiff."""
+"""Convolutions with written-out gradients (jnas.nets.kernels) against JAX autodiff."""
 
 import re
 
@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from jnas.nets import NB201Network
-from jnas.nets.conv import NHWC, compiler_options, conv_fn, conv_general_dilated
+from jnas.nets.kernels import NHWC, compiler_options, conv_fn, conv_general_dilated
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_lax_conv_row_form_equals_lax(x64, key, kshape, padding):
     # float64 on CPU takes the row-stacked form, an unpadded 1x1 kernel a matmul: values,
     # reverse- and forward-mode derivatives must equal lax's own convolution (kernel height
     # 1 otherwise keeps lax's form).
-    from jnas.nets.conv import lax_conv
+    from jnas.nets.kernels import lax_conv
 
     kx, kk, kt = jax.random.split(key, 3)
     x = jax.random.normal(kx, (2, 7, 6, 4), jnp.float64)

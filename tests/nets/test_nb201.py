@@ -1,3 +1,5 @@
+from functools import partial
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -5,6 +7,7 @@ import numpy as np
 import pytest
 
 from jnas.nets import NB201Network, arch_cost, cost_tables
+from jnas.nets.layers import codes_kernel
 from jnas.spaces import nb201 as sp
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -90,14 +93,14 @@ def test_cell_nodes_sum_their_edges_in_closed_form(key, select):
     # Parameter-free ops give each node in closed form: with edges (skip, none, pool, skip,
     # none, skip), node1 = x, node2 = 0 + pool(node1), node3 = x + 0 + node2. "none" and
     # "skip" appear both as a node's first edge and as later ones (summed into the node).
-    from jnas.nets.layers import avg_pool_3x3
+    from jnas.nets.kernels import avg_pool_3x3
     from jnas.nets.nb201 import Cell
 
     x = jax.random.normal(key, (2, 6, 6, 4))
     arch = np.array([1, 0, 4, 1, 0, 1])
     cell = Cell(4, select)
     variables = cell.init(key, x, jnp.asarray(arch), True)
-    out = cell.apply(variables, x, arch if select == "static" else jnp.asarray(arch), True, mutable=["batch_stats"])[0][0]
+    out = cell.apply(variables, x, arch if select == "static" else jnp.asarray(arch), True, mutable=["batch_stats"])[0]
     p = avg_pool_3x3(x)
     np.testing.assert_allclose(out, x + p, rtol=1e-6, atol=1e-6)
 
@@ -128,7 +131,7 @@ def test_low_fidelity_sizes_and_bad_select(key):
 def test_avg_pool_excludes_padding_like_flax(key, stride, size):
     import flax.linen as nn
 
-    from jnas.nets.layers import avg_pool_3x3
+    from jnas.nets.kernels import avg_pool_3x3
 
     x = jax.random.normal(key, (2, *size, 3))
     ref = nn.avg_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), count_include_pad=False)
@@ -142,7 +145,7 @@ def test_avg_pool_written_out_gradient_equals_autodiff(key, size):
     # backward (box sum of g / counts) against autodiff of flax's pooling.
     import flax.linen as nn
 
-    from jnas.nets.layers import avg_pool_3x3
+    from jnas.nets.kernels import avg_pool_3x3
 
     with jax.enable_x64(True):
         x = jax.random.normal(key, (2, *size, 3), jnp.float64)
@@ -161,7 +164,7 @@ def test_explicit_batch_norm_matches_flax_values_statistics_and_gradients(key, a
     # Same variables, outputs and running-average updates as nn.BatchNorm in training mode,
     # and the written-out backward against autodiff of flax's BatchNorm in float64, with
     # cotangents on the output and on the batch statistics (through the running averages).
-    from jnas.nets.layers import ExplicitBatchNorm, batch_norm
+    from jnas.nets.kernels import ExplicitBatchNorm, batch_norm
 
     with jax.enable_x64(True):
         x = 1.5 * jax.random.normal(key, (4, 5, 6, 3), jnp.float64) + 0.7
@@ -200,7 +203,7 @@ def test_search_cells_have_biased_convs_and_plain_batchnorm(key):
     # those of the benchmark network with the same kernels (to float32 rounding).
     x = jax.random.normal(key, (4, 8, 8, 3))
     a = jnp.array([3, 2, 1, 4, 3, 2])
-    bench, search = NB201Network(C=4, N=1), NB201Network(C=4, N=1, cell_affine=False)
+    bench, search = NB201Network.benchmark(C=4, N=1), NB201Network.search_code(C=4, N=1)
     vb = jax.jit(bench.init)(key, x, a)
     vs = jax.jit(search.init)(key, x, a)
     flat_b = {tuple(p.key for p in path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(vb["params"])[0]}
@@ -237,6 +240,11 @@ def test_relu_kernel_counts_agreements_exactly(key):
     np.testing.assert_array_equal(np.asarray(jax.jit(relu_kernel)(x), np.float64), expected)
 
 
+def codes_of(net, variables, x, arch):
+    """The NASWOT kernel a ``codes=True`` network sows on ``x``."""
+    return codes_kernel(net.apply(variables, x, arch, mutable=["batch_stats", "intermediates"])[1])
+
+
 @pytest.mark.parametrize("partial,cells", [
     (1, (0, 2, 4)),  # no conv edge, a mixed cell, a node no conv reads: the fast case
     pytest.param(1, range(5), marks=pytest.mark.slow),
@@ -259,7 +267,7 @@ def test_codes_kernel_sums_every_executed_relu(key, partial, cells):
     variables = net.init(key, x, jnp.asarray(archs[0]))
 
     def kernel(select):  # one compilation serves every cell (the cell is an input)
-        return jax.jit(lambda x, arch: net.clone(select=select).apply(variables, x, arch, mutable=["batch_stats"])[0][1])
+        return jax.jit(lambda x, arch: codes_of(net.clone(select=select), variables, x, arch))
 
     traced = {"switch": kernel("switch"), "mask": kernel("mask")}
     for a in archs:
@@ -278,7 +286,7 @@ def test_codes_kernel_sums_every_executed_relu(key, partial, cells):
         assert len(inputs) == 3 * sum(int(o) in (2, 3) for o in a) + 2 * 2 + 1
         c = np.concatenate(inputs, axis=1) > 0
         expected = (c.astype(np.float64) @ c.T + (~c).astype(np.float64) @ (~c).T)
-        static = jax.jit(lambda x: net.clone(select="static").apply(variables, x, a, mutable=["batch_stats"])[0][1])
+        static = jax.jit(lambda x: codes_of(net.clone(select="static"), variables, x, a))
         np.testing.assert_array_equal(np.asarray(static(x), np.float64), expected, err_msg=f"{a} static")
         for select, fn in traced.items():
             np.testing.assert_array_equal(np.asarray(fn(x, jnp.asarray(a)), np.float64), expected, err_msg=f"{a} {select}")
@@ -315,12 +323,15 @@ def test_skipping_unread_edges_keeps_logits_and_codes(key):
     net = NB201Network(C=4, N=1, num_classes=3, codes=True)
     x = jax.random.normal(key, (5, 8, 8, 3))
     variables = jax.jit(net.init)(key, x, jnp.zeros(6, jnp.int32))
-    steps = {skip: jax.jit(lambda a, n=net.clone(skip_unread=skip): n.apply(variables, x, a, mutable=["batch_stats"]))
-             for skip in (False, True)}  # one compilation per setting, the cell a traced argument
-    for a, skipped in (([3, 3, 2, 3, 0, 0], (1, 2)), ([2, 4, 1, 1, 0, 0], (0, 1, 2))):
+    def step(a, n):
+        logits, state = n.apply(variables, x, a, mutable=["batch_stats", "intermediates"])
+        return logits, codes_kernel(state), state
+
+    steps = {skip: jax.jit(partial(step, n=net.clone(skip_unread=skip))) for skip in (False, True)}
+    for a, skipped in (([3, 3, 2, 3, 0, 0], (1, 2)), ([2, 4, 1, 1, 0, 0], (0, 1, 2))):  # one compilation each
         a = jnp.asarray(a)
-        (logits, k), _ = steps[False](a)
-        (logits_s, k_s), stats_s = steps[True](a)
+        logits, k, _ = steps[False](a)
+        logits_s, k_s, stats_s = steps[True](a)
         np.testing.assert_allclose(logits_s, logits, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(np.asarray(k_s), np.asarray(k))  # exact integer counts
         cell = stats_s["batch_stats"]["cell_0_0"]

@@ -1,47 +1,21 @@
-"""Convolutions whose backward pass is written out as ordinary forward convolutions.
+"""The CPU backend switch: every kernel jnas networks run differently from plain JAX, in one
+place, chosen by one argument (``conv_grads``: ``"xla"`` or ``"explicit"``) so the model code
+(:mod:`jnas.nets.nb201`, :mod:`jnas.nets.darts`, ...) reads as the papers' networks.
 
-XLA:CPU (JAX 0.10.2) runs the convolutions that autodiff derives for a backward pass -- the
-input gradient (a convolution with the flipped kernel) and the kernel gradient (a
-convolution of the input with the output gradient) -- 3-25x slower inside ``lax.switch``
-and ``lax.map`` than in straight-line code, and ``lax.switch`` is how an NB201 edge runs
-only its chosen op. Written as forward convolutions in the default NHWC/HWIO layout (with
-explicit transposes), the same sums run at straight-line speed there: for a stride-1 3x3
-convolution on 64 x 32 x 32 x 16 inside ``lax.switch`` on 2 CPU cores, the input gradient
-took 52 ms through autodiff and 7 ms written out, the kernel gradient 386 and 14 ms
-(``python -m experiments.bench_conv_grads``).
+``"explicit"`` writes out the backward passes that XLA:CPU runs slowly inside
+``lax.switch``/``lax.map`` (how an NB201 edge runs only its chosen op): convolutions
+(:func:`conv_general_dilated`: input and kernel gradients as forward convolutions; a strided
+convolution's input gradient phase by phase instead of over a zero-dilated gradient; a
+few-channel input gradient as one matmul and shifted tap maps), training-mode BatchNorm
+(:class:`ExplicitBatchNorm`: one residual instead of two) and 3x3 average pooling. Each is a
+``jax.custom_vjp``: reverse mode only (synflow and grasp use ``jax.jvp`` and keep ``"xla"``).
+``"xla"`` keeps autodiff's gradients; on CPU :func:`lax_conv` still runs plain unpadded 1x1
+convolutions as matmuls and float64 3x3 ones in a row-stacked form. Which library runs the
+convolutions (YNNPACK or Eigen) is a compile option, :func:`compiler_options`.
 
-:func:`conv_general_dilated` is a drop-in for ``lax.conv_general_dilated`` (flax's
-``nn.Conv(conv_general_dilated=...)``) that takes this path for plain 2-D convolutions and
-defers to ``lax`` otherwise. For a strided convolution autodiff's input gradient convolves
-the output gradient with zeros inserted between its entries (``lhs_dilation``), paying for
-the zeros; here each phase of the input (positions ``s m + r``) gets its own stride-1
-convolution with the kernel taps that reach it, and the phases are interleaved: for the
-NB201 reduction block's 3x3 stride-2 convolution (64 x 32 x 32 x 16 -> 16 x 16 x 32) 1.7 vs
-3.2 ms, and 1.1 vs 5.8 ms inside ``lax.map``. Its gradient is the same sum (tests compare
-it with autodiff). It is a ``jax.custom_vjp``, so networks built with it support reverse
-mode only: ``jax.jvp`` through them raises (synflow and grasp use forward mode and keep
-XLA's convolution). A stride-1 convolution with few input channels (``kh kw c_in <= 2
-c_out``: the stem, 3 -> 16) gets its input gradient as one matmul and a sum of shifted tap
-maps instead (1.4-1.8 vs 3.5-4.6 ms for the stem at batch 64 on 2 CPU cores).
-
-The other choice, ``"xla"``, keeps autodiff's gradients, and :func:`lax_conv` works around
-one more XLA:CPU case: float64 3x3 convolutions of one 32 x 32 x 16 image (synflow's
-network, stage 1) take 0.8 ms, 8x more than the same FLOPs at 16 x 16 x 32. Rewritten as a
-1 x 3 convolution over the three row-shifted copies of the input stacked on channels (the
-image rows become the batch), they take 0.2 ms; in float32 the native form is as fast or
-faster, so only float64 on CPU takes the rewrite.
-
-Both choices run a plain unpadded 1x1 convolution on CPU as a matmul over channels
-(``dot_general``): XLA:CPU's convolution is 2-2.5x slower for NB201's 1x1 shapes at batch 128
-(1.47 vs 0.59 ms at 16 x 16 x 32, 0.86 vs 0.42 ms at 8 x 8 x 64; equal at 32 x 32 x 16).
-
-Which library runs the convolutions on CPU is a compile option (:func:`compiler_options`),
-not a choice of this module's functions: ``"ynnpack"`` is XLA:CPU's default in jaxlib 0.10.2
-(YNNPACK runs every convolution, dot and reduction it can); ``"eigen"`` keeps YNNPACK for
-dots and reductions and leaves convolutions to XLA's own Eigen kernels. At batch 128,
-float32, 3x3: 95 vs 177 GFLOP/s at 16 x 16 x 32 channels, 106 vs 166 at 8 x 8 x 64, equal at
-32 x 32 x 16; but synflow's network (one image, float64) scored 4x slower in Eigen, so
-which library wins depends on the proxy (:func:`jnas.proxies.scoring.default_conv_library`).
+Every choice computes the same numbers up to float rounding (tests compare each with
+autodiff and with flax's layers); the speed of each, measured, is in ``docs/performance.md``
+("CPU kernels").
 """
 
 from __future__ import annotations
@@ -51,9 +25,11 @@ from functools import cache, partial
 import jax
 import jax.numpy as jnp
 from jax import lax
+import flax.linen as nn
+import numpy as np
 from jaxtyping import Array, Float
 
-CONV_GRADS = ("xla", "explicit")
+CONV_GRADS = ("xla", "explicit")  # the backend switch
 CONV_LIBRARIES = ("ynnpack", "eigen")
 # XLA:CPU's YNNPACK fusions in jaxlib 0.10.2 are {individual dots, reductions, individual
 # convolutions}; "eigen" keeps the first two.
@@ -109,9 +85,8 @@ _explicit.defvjp(_explicit_fwd, _explicit_bwd)
 
 def _dx_by_taps(g: Float[Array, "b h w o"], k: Float[Array, "kh kw i o"], x_shape, padding, precision) -> Array:
     """dL/dx of a stride-1 convolution with few input channels (NB201's stem: 3): one matmul
-    of ``g`` with every tap's kernel at once, then the taps' shifted maps summed. As a
-    convolution, its output of ``i`` channels keeps the vector units mostly idle (3.5-4.6 ms
-    for the stem's 64 x 32 x 32 x 16 -> 3 on 2 CPU cores, against 1.4-1.8 ms this way).
+    of ``g`` with every tap's kernel at once, then the taps' shifted maps summed (as a
+    convolution, an output of ``i`` channels keeps the vector units mostly idle).
 
     ``dx[y, x] = sum_{p, q} z[y + lo_h - p, x + lo_w - q, p, q]`` with
     ``z[.., p, q, :] = g[..] @ k[p, q].T``, over the output positions inside ``g``."""
@@ -159,7 +134,7 @@ def _strided_dx(g, k, x_shape, strides, padding, precision) -> Array:
     """dL/dx of a strided convolution without dilating ``g``: each of the ``sh x sw`` phases
     of x (positions ``s m + r``) is a stride-1 convolution of ``g`` with the kernel taps that
     reach it; the phases are then interleaved. (XLA derives an lhs-dilated convolution that
-    multiplies the inserted zeros too, and on CPU ran it 3-5x slower than this.)"""
+    multiplies the inserted zeros too.)"""
     b, h, w, c = x_shape
     (sh, sw), ((lo_h, _), (lo_w, _)) = strides, padding
     kh, kw = k.shape[:2]
@@ -233,7 +208,7 @@ def lax_conv(
     lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
     feature_group_count=1, batch_group_count=1, precision=None, preferred_element_type=None,
 ):
-    """``lax.conv_general_dilated``, taking the row-stacked form (see module docstring) for
+    """``lax.conv_general_dilated``, taking the row-stacked form (:func:`_rows`) for
     plain float64 convolutions with kernel height > 1 on CPU, and a matmul for plain unpadded
     1x1 ones there. Autodiff differentiates each."""
     if jax.default_backend() == "cpu" and tuple(window_strides) == (1, 1) and _plain(
@@ -307,3 +282,137 @@ def _ynn_option_known() -> bool:
     except Exception:  # XlaRuntimeError / ValueError, depending on the version
         return False
     return True
+
+
+# ---------------------------------------------------------------- BatchNorm and pooling
+
+
+BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
+
+
+def batch_norm(train: bool, name: str | None = None, affine: bool = True, grads: str = "xla") -> nn.Module:
+    """PyTorch-equivalent BatchNorm (momentum 0.1 there = 0.9 here, eps 1e-5); ``affine``
+    False drops scale and bias, as DARTS search networks do. ``grads="explicit"`` in training
+    mode gives :class:`ExplicitBatchNorm` (same variables and values, written-out backward)."""
+    check_conv_grads(grads, "grads")
+    if grads == "explicit" and train:
+        return ExplicitBatchNorm(affine=affine, name=name)
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_scale=affine, use_bias=affine,
+        name=name,
+    )
+
+
+class ExplicitBatchNorm(nn.Module):
+    """Training-mode BatchNorm with ``nn.BatchNorm``'s variables, statistics (``E[x^2] -
+    E[x]^2``, clipped at 0) and running-average update, whose backward pass is written out.
+
+    Autodiff of the normalisation keeps two activation-sized residuals (``x - mean`` and
+    the ``x`` of ``x^2``); the written-out form keeps ``x`` alone and recomputes ``x_hat``
+    in the one fused pass that also forms ``dx = s (g - mean(g) - x_hat mean(g x_hat))``,
+    with ``s = scale / sqrt(var + eps)``. Inside ``lax.switch`` each residual is also a
+    zero-filled output of every other branch, so an NB201 edge pays for it on every op.
+    The two sums the backward pass needs, ``sum(g)`` and ``sum(g x_hat)``, come from
+    ``sum(g)`` and ``sum(g x)``, which read ``g`` and ``x`` directly (``x_hat`` is never
+    stored). Reverse mode only.
+    """
+
+    affine: bool = True
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "... c"]) -> Float[Array, "... c"]:
+        c = x.shape[-1]
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        dtype = jnp.promote_types(x.dtype, jnp.float32)
+        scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32) if self.affine else jnp.ones((c,), dtype)
+        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32) if self.affine else jnp.zeros((c,), dtype)
+        y, mean, var = _batch_norm_train(x, scale.astype(dtype), bias.astype(dtype))
+        if not self.is_initializing():
+            ra_mean.value = BN_MOMENTUM * ra_mean.value + (1 - BN_MOMENTUM) * mean
+            ra_var.value = BN_MOMENTUM * ra_var.value + (1 - BN_MOMENTUM) * var
+        return y
+
+
+def _bn_forward(x, scale, bias):
+    axes = tuple(range(x.ndim - 1))
+    xf = x.astype(scale.dtype)
+    mean = xf.mean(axes)
+    var = jnp.maximum((xf * xf).mean(axes) - mean * mean, 0.0)
+    rstd = jax.lax.rsqrt(var + BN_EPSILON)
+    y = ((xf - mean) * (rstd * scale) + bias).astype(x.dtype)
+    return (y, mean, var), (x, mean, rstd, scale)
+
+
+@jax.custom_vjp
+def _batch_norm_train(x, scale, bias):
+    """``(y, batch mean, batch variance)`` of training-mode BatchNorm over all but the last axis."""
+    return _bn_forward(x, scale, bias)[0]
+
+
+def _bn_backward(res, cotangents):
+    x, mean, rstd, scale = res
+    g, g_mean, g_var = cotangents
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    xf = x.astype(scale.dtype)
+    g = g.astype(scale.dtype)
+    d_bias = g.sum(axes)
+    # sum(g x_hat) from sum(g x): both sums read only g and x, so x_hat is never stored.
+    d_scale = rstd * ((g * xf).sum(axes) - mean * d_bias)
+    x_hat = (xf - mean) * rstd
+    dx = (rstd * scale) * (g - d_bias / n - x_hat * (d_scale / n))
+    # The batch statistics are outputs too (for the running averages); their cotangents are
+    # zero unless something differentiates through them: d mean/dx = 1/n, d var/dx = 2 (x - mean)/n.
+    dx = dx + g_mean / n + g_var * 2.0 * (xf - mean) / n
+    return dx.astype(x.dtype), d_scale, d_bias
+
+
+_batch_norm_train.defvjp(_bn_forward, _bn_backward)
+
+
+def avg_pool_3x3(x: Float[Array, "b h w c"], stride: int = 1, grads: str = "xla") -> Float[Array, "b h' w' c"]:
+    """3x3 average pooling with padding 1 that ignores the padding (``count_include_pad=False``).
+
+    Written as nine shifted slices of the zero-padded input, summed (XLA fuses them into one
+    loop, faster than its ``reduce_window``); the divisor is built with numpy from the static
+    shape (flax's version pools an array of ones, which XLA constant-folds at compile time).
+
+    ``grads="explicit"`` (stride 1; reverse mode only) writes the backward pass out: the box
+    sum is symmetric, so the input gradient is the same nine-slice sum of ``g / counts``,
+    where autodiff transposes each slice into a padded copy and adds nine of them.
+    """
+    check_conv_grads(grads, "grads")
+    if grads == "explicit" and stride == 1:
+        return _avg_pool_explicit(x)
+    return (_box_sum(x, stride) / _counts(x.shape, stride)).astype(x.dtype)
+
+
+def _box_sum(x: Float[Array, "b h w c"], stride: int) -> Float[Array, "b h' w' c"]:
+    """Sum over each 3x3 window of the zero-padded input (padding 1), every ``stride``-th."""
+    h, w = x.shape[1:3]
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return sum(xp[:, i : i + h : stride, j : j + w : stride] for i in range(3) for j in range(3))
+
+
+def _counts(shape, stride: int) -> np.ndarray:
+    """In-image cells of each pooling window, ``(h', w', 1)``."""
+    counts = [np.minimum(np.arange(0, n, stride) + 2, n) - np.maximum(np.arange(0, n, stride) - 1, 0)
+              for n in shape[1:3]]
+    return np.outer(*counts)[:, :, None].astype(np.float32)
+
+
+@jax.custom_vjp
+def _avg_pool_explicit(x):
+    return (_box_sum(x, 1) / _counts(x.shape, 1)).astype(x.dtype)
+
+
+def _avg_pool_explicit_fwd(x):
+    return _avg_pool_explicit(x), None
+
+
+def _avg_pool_explicit_bwd(_, g):
+    return ((_box_sum(g / _counts(g.shape, 1), 1)).astype(g.dtype),)
+
+
+_avg_pool_explicit.defvjp(_avg_pool_explicit_fwd, _avg_pool_explicit_bwd)
