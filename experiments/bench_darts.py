@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from experiments.common import parse, prepare_out, save_figure
 from jnas.data import load_cifar10_subset
+from jnas.nets.kernels import CONV_GRADS
 from jnas.oneshot import SearchConfig, init_state, make_step
 from jnas.oneshot import nb201 as os201
 from jnas.records import write_json
@@ -48,10 +49,11 @@ class Config:
     N: int = dataclasses.field(default=5, metadata={"help": "cells per stage"})
     repeats: int = dataclasses.field(default=5, metadata={"help": "timed steps per estimator"})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
+    conv_grads: str = dataclasses.field(default="xla", metadata={"help": "CPU kernels (jnas.nets.kernels)", "choices": CONV_GRADS})
 
 
 def time_estimator(name: str, cfg: Config, batches: tuple, key: jax.Array) -> dict:
-    net = os201.supernet(C=cfg.C, N=cfg.N)
+    net = os201.supernet(C=cfg.C, N=cfg.N, conv_grads=cfg.conv_grads)
     conf = SearchConfig(total_steps=1000, estimator=name)
     state = init_state(key, net, os201.init_alpha(key), os201.mixing_weights, batches[0][0][:2], conf)
     step = make_step(net, os201.mixing_weights, conf)
@@ -72,14 +74,15 @@ def time_estimator(name: str, cfg: Config, batches: tuple, key: jax.Array) -> di
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
-    out = prepare_out(cfg.out, cfg, resume_keys=("batch", "C", "N", "repeats", "seed"))
+    out = prepare_out(cfg.out, cfg, resume_keys=("batch", "C", "N", "repeats", "seed", "conv_grads"))
     x, y = load_cifar10_subset(cfg.data_dir, "train")
     b = cfg.batch
     batches = ((jnp.asarray(x[:b]), jnp.asarray(y[:b])), (jnp.asarray(x[b : 2 * b]), jnp.asarray(y[b : 2 * b])))
     path = out / "bench_darts.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
     done = {r["estimator"] for r in rows}
-    meta = {"backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "C": cfg.C, "N": cfg.N, "batch": b}
+    meta = {"backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "C": cfg.C, "N": cfg.N, "batch": b,
+            "conv_grads": cfg.conv_grads}
     for name in tqdm([n for n in cfg.estimators.split(",") if n not in done], desc="estimators"):
         rows.append(time_estimator(name, cfg, batches, jax.random.key(cfg.seed)))
         write_json(path, {**meta, "rows": rows}, indent=1)

@@ -10,7 +10,11 @@ few-channel input gradient as one matmul and shifted tap maps), training-mode Ba
 (:class:`ExplicitBatchNorm`: one residual instead of two) and 3x3 average pooling. Each is a
 ``jax.custom_vjp``: reverse mode only (synflow and grasp use ``jax.jvp`` and keep ``"xla"``).
 ``"xla"`` keeps autodiff's gradients; on CPU :func:`lax_conv` still runs plain unpadded 1x1
-convolutions as matmuls and float64 3x3 ones in a row-stacked form. Which library runs the
+convolutions as matmuls and float64 3x3 ones in a row-stacked form, and the pool is nine
+shifted slices. ``"plain"`` is XLA's own ops with none of these rewrites (``lax`` convolutions,
+a ``reduce_window`` pool): the rewrites pay off in the proxies' forward and switch-heavy
+programs, but the DARTS supernet's training step (every op on every edge) compiles and runs
+faster without them. Which library runs the
 convolutions (YNNPACK or Eigen) is a compile option, :func:`compiler_options`.
 
 Every choice computes the same numbers up to float rounding (tests compare each with
@@ -29,7 +33,7 @@ import flax.linen as nn
 import numpy as np
 from jaxtyping import Array, Float
 
-CONV_GRADS = ("xla", "explicit")  # the backend switch
+CONV_GRADS = ("xla", "explicit", "plain")  # the backend switch
 CONV_LIBRARIES = ("ynnpack", "eigen")
 # XLA:CPU's YNNPACK fusions in jaxlib 0.10.2 are {individual dots, reductions, individual
 # convolutions}; "eigen" keeps the first two.
@@ -249,13 +253,14 @@ def check_conv_grads(value: str, argument: str = "conv_grads") -> None:
 
 def conv_fn(conv_grads: str):
     """The convolution for ``nn.Conv(conv_general_dilated=...)``: :func:`lax_conv` for
-    ``"xla"`` (autodiff's gradients), :func:`conv_general_dilated` for ``"explicit"``.
+    ``"xla"`` (autodiff's gradients), :func:`conv_general_dilated` for ``"explicit"``, and
+    ``lax.conv_general_dilated`` itself for ``"plain"``.
 
     Raises:
       ValueError: unknown ``conv_grads``.
     """
     check_conv_grads(conv_grads)
-    return conv_general_dilated if conv_grads == "explicit" else lax_conv
+    return {"explicit": conv_general_dilated, "xla": lax_conv, "plain": lax.conv_general_dilated}[conv_grads]
 
 
 def compiler_options(conv_library: str, backend: str | None = None) -> dict[str, str] | None:
@@ -381,10 +386,15 @@ def avg_pool_3x3(x: Float[Array, "b h w c"], stride: int = 1, grads: str = "xla"
     ``grads="explicit"`` (stride 1; reverse mode only) writes the backward pass out: the box
     sum is symmetric, so the input gradient is the same nine-slice sum of ``g / counts``,
     where autodiff transposes each slice into a padded copy and adds nine of them.
+    ``grads="plain"`` sums with XLA's ``reduce_window`` instead.
     """
     check_conv_grads(grads, "grads")
     if grads == "explicit" and stride == 1:
         return _avg_pool_explicit(x)
+    if grads == "plain":
+        window = lax.reduce_window(x, np.zeros((), x.dtype), lax.add, (1, 3, 3, 1), (1, stride, stride, 1),
+                                   ((0, 0), (1, 1), (1, 1), (0, 0)))
+        return (window / _counts(x.shape, stride)).astype(x.dtype)
     return (_box_sum(x, stride) / _counts(x.shape, stride)).astype(x.dtype)
 
 

@@ -269,7 +269,7 @@ class NB201Network(nn.Module):
       skip_dropout: P-DARTS dropout after skip-connect at ``drop_rate`` (rng ``"dropout"``).
       cell_affine: False gives cell ops non-affine BatchNorm and biased convs, the network
         the zero-cost proxies' reference code scores (see module docstring).
-      conv_grads: ``"xla"`` or ``"explicit"``: the backward pass of the convs, the cell's
+      conv_grads: ``"xla"``, ``"explicit"`` or ``"plain"``: the backward pass of the convs, the cell's
         average pools and training-mode BatchNorm (:mod:`jnas.nets.kernels`,
         :func:`jnas.nets.kernels.avg_pool_3x3`, :class:`jnas.nets.kernels.ExplicitBatchNorm`;
         ``"explicit"`` is reverse-mode only, much faster on CPU inside
@@ -360,11 +360,13 @@ class NB201Network(nn.Module):
 
     @classmethod
     def supernet(cls, C: int = 16, N: int = 5, num_classes: int = 10, partial: int = 1,
-                 skip_dropout: bool = False) -> "NB201Network":
+                 skip_dropout: bool = False, conv_grads: str = "xla") -> "NB201Network":
         """The weight-sharing supernet of differentiable search: every op runs, mixed by
         ``(6, 5)`` weights (``select="mask"``); ``partial`` and ``skip_dropout`` give PC-DARTS
-        and P-DARTS (see the module docstring)."""
-        return cls(C=C, N=N, num_classes=num_classes, select="mask", partial=partial, skip_dropout=skip_dropout)
+        and P-DARTS (see the module docstring). ``conv_grads="plain"`` drops the CPU kernel
+        rewrites, which cost this training step compile and step time (docs/performance.md)."""
+        return cls(C=C, N=N, num_classes=num_classes, select="mask", partial=partial, skip_dropout=skip_dropout,
+                   conv_grads=conv_grads)
 
     @property
     def stage_channels(self) -> Sequence[int]:

@@ -137,6 +137,7 @@ def test_avg_pool_excludes_padding_like_flax(key, stride, size):
     ref = nn.avg_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), count_include_pad=False)
     np.testing.assert_allclose(avg_pool_3x3(x, stride), ref, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(avg_pool_3x3(x, stride, grads="explicit"), ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(avg_pool_3x3(x, stride, grads="plain"), ref, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("size", [(7, 8), (5, 5)])
@@ -155,7 +156,7 @@ def test_avg_pool_written_out_gradient_equals_autodiff(key, size):
         np.testing.assert_allclose(got, jax.grad(loss(ref))(x), rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(lambda x: avg_pool_3x3(x, grads="explicit"), (x,), (x,))
-    with pytest.raises(ValueError, match=r"unknown grads 'fast'; valid choices are \['xla', 'explicit'\]"):
+    with pytest.raises(ValueError, match=r"unknown grads 'fast'; valid choices are \['xla', 'explicit', 'plain'\]"):
         avg_pool_3x3(x, grads="fast")
 
 
