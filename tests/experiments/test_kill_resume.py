@@ -57,7 +57,7 @@ importlib.import_module("experiments." + sys.argv[1]).main(sys.argv[2:])
 
 # experiment -> (arguments at toy size, the write to die at)
 FAST = {
-    "search_nb201": (["--mode", "driver", "--strategy", "rea", "--seeds", "2", "--budget", "30"], 17),
+    "search_nb201": (["--mode", "driver", "--strategy", "rea", "--seeds", "1", "--budget", "20"], 9),
 }
 SLOW = {
     "multifidelity": (["--method", "hb,dehb", "--seeds", "2", "--cost", "1500"], 40),
