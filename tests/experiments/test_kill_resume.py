@@ -56,7 +56,7 @@ importlib.import_module("experiments." + sys.argv[1]).main(sys.argv[2:])
 """
 
 # experiment -> (arguments at toy size, the write to die at)
-FAST = {
+SMALL = {
     "search_nb201": (["--mode", "driver", "--strategy", "rea", "--seeds", "1", "--budget", "20"], 9),
 }
 SLOW = {
@@ -73,9 +73,10 @@ SLOW = {
     "train_arch": (["--epochs", "3", "--C", "4", "--data-fraction", "0.05", "--batch-size", "32"], 2),
 }
 NO_RECORDS = ("train_arch",)  # writes only checkpoints (atomic) and the trainer's metrics: a clean kill only
-CASES = [pytest.param(name, args, at, torn, id=f"{name}-{'torn' if torn else 'clean'}",
-                      marks=() if name in FAST and torn else pytest.mark.slow)  # the fast tier: one mid-write kill
-         for name, (args, at) in {**FAST, **SLOW}.items() for torn in (True, False) if not (torn and name in NO_RECORDS)]
+# Every case is slow (a child process compiles its own programs); the default tier's twins are
+# the torn-line and torn-append tests of tests/test_records.py and the driver resume tests.
+CASES = [pytest.param(name, args, at, torn, id=f"{name}-{'torn' if torn else 'clean'}", marks=pytest.mark.slow)
+         for name, (args, at) in {**SMALL, **SLOW}.items() for torn in (True, False) if not (torn and name in NO_RECORDS)]
 
 
 TIMINGS = ("seconds",)  # measured wall time: the one column a rerun may not reproduce

@@ -63,6 +63,7 @@ def _fd_jacobian(f, x, h=1e-5):
 
 
 # ------------------------------------------------------------------ NASWOT
+@pytest.mark.slow  # twin: tests/nets/test_nb201.py::test_codes_kernel_sums_every_executed_relu (the kernel, count for count)
 def test_naswot_against_relu_inputs_read_by_interception(x64, key):
     net = NB201Network(C=2, N=1, num_classes=3)
     variables, x, y = _setup(net, key, batch=10)
