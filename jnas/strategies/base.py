@@ -94,6 +94,16 @@ def search(strategy: Strategy, params: PyTree, objective: Objective, steps: int,
     return trace
 
 
+NONFINITE = ("raise", "worst")  # what a NaN or infinite fitness does (search drivers' ``nonfinite``)
+FIX_NONFINITE = "fix the objective, or pass nonfinite='worst' to tell the worst finite fitness seen so far instead"
+
+
+def check_nonfinite_option(nonfinite: str) -> None:
+    """Refuse a ``nonfinite`` choice other than :data:`NONFINITE`."""
+    if nonfinite not in NONFINITE:
+        raise ValueError(f"unknown nonfinite handling {nonfinite!r}; valid choices are {list(NONFINITE)}")
+
+
 def check_finite(trace: Trace, first_seed: int = 0) -> None:
     """Refuse a (concrete) trace of :func:`search` whose objective returned NaN or infinity,
     naming the first such seed (leading axes beyond ``(steps, batch)`` are seeds), step and
@@ -109,8 +119,7 @@ def check_finite(trace: Trace, first_seed: int = 0) -> None:
         seed = f"seed {first_seed + where[0]}, " if fit.ndim > 2 else ""
         arch = np.asarray(trace.archs)[where].tolist()
         raise ValueError(f"the objective returned non-finite fitness {fit[where]} ({len(bad)} of {fit.size} "
-                         f"evaluations) at {seed}step {where[-2]} for {arch}; fix the objective, or pass "
-                         f"nonfinite='worst' to tell the worst finite fitness seen so far instead")
+                         f"evaluations) at {seed}step {where[-2]} for {arch}; {FIX_NONFINITE}")
 
 
 def best_so_far(trace: Trace) -> tuple[Array, Array]:

@@ -26,7 +26,7 @@ from jaxtyping import PRNGKeyArray
 from tqdm.auto import tqdm
 
 from jnas.records import Records
-from jnas.strategies.base import PyTree, Query, Strategy, Trace, resolve
+from jnas.strategies.base import FIX_NONFINITE, PyTree, Query, Strategy, Trace, check_nonfinite_option, resolve
 
 
 def run(
@@ -61,8 +61,7 @@ def run(
         raise ValueError(f"budget must be >= 1 evaluation, got {budget}")
     if max_cost is not None and not max_cost > 0:
         raise ValueError(f"max_cost must be > 0, got {max_cost}")
-    if nonfinite not in ("raise", "worst"):
-        raise ValueError(f"unknown nonfinite handling {nonfinite!r}; valid choices are ['raise', 'worst']")
+    check_nonfinite_option(nonfinite)
     worst = None  # running minimum of the finite fitness told so far (per objective)
     params = resolve(params, strategy.params)
     steps = None if budget is None else -(-budget // strategy.batch)
@@ -130,8 +129,7 @@ def _finite_fitness(fit: np.ndarray, worst: np.ndarray | None, nonfinite: str, s
     finite = np.isfinite(fit)
     if not finite.all() and nonfinite == "raise":
         raise ValueError(f"the objective returned non-finite fitness {fit.tolist()} at step {step} for "
-                         f"{archs.tolist()}; fix the objective, or pass nonfinite='worst' to tell the worst finite "
-                         "fitness seen so far instead")
+                         f"{archs.tolist()}; {FIX_NONFINITE}")
     flat = fit.reshape(fit.shape[0], -1)
     batch_min = np.where(np.isfinite(flat), flat, np.inf).min(0)
     worst = batch_min if worst is None else np.minimum(worst, batch_min)

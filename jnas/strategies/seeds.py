@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jnas.strategies.base import Objective, PyTree, Strategy, best_so_far, check_finite, search
+from jnas.strategies.base import Objective, PyTree, Strategy, best_so_far, check_finite, check_nonfinite_option, search
 from jnas.strategies.driver import run
 
 MODES = ("vmap", "driver")
@@ -34,8 +34,7 @@ def run_seeds(strategy: Strategy, objective: Objective, budget: int, seeds: int,
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid modes are {list(MODES)}")
-    if nonfinite not in ("raise", "worst"):
-        raise ValueError(f"unknown nonfinite handling {nonfinite!r}; valid choices are ['raise', 'worst']")
+    check_nonfinite_option(nonfinite)
     if seeds < 1 or budget < 1:
         raise ValueError(f"need seeds >= 1 and budget >= 1, got seeds={seeds}, budget={budget}")
     steps = -(-budget // strategy.batch)
