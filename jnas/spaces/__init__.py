@@ -1,7 +1,7 @@
 """Search spaces as pure pytrees: integer op-index arrays plus a frozen space object with the
 methods of :class:`jnas.spaces.base.Space`."""
 
-from jnas.spaces import cnn_chain, darts, genetic, nb201, tree
+from jnas.spaces import cnn_chain, darts, genetic, hybrid, nb201, tree
 from jnas.spaces.base import Categorical, Space, require
 
 # name -> a default instance; every entry is checked by tests/spaces/test_protocol.py.
@@ -11,6 +11,7 @@ SPACES: dict[str, Space] = {
     "genetic": genetic.GeneticSpace(),
     "tree": tree.TreeSpace(),
     "chain": cnn_chain.ChainSpace(),
+    "hybrid": hybrid.SPACE,
 }
 
 
@@ -21,4 +22,4 @@ def get(name: str) -> Space:
     return SPACES[name]
 
 
-__all__ = ["Categorical", "SPACES", "Space", "cnn_chain", "darts", "genetic", "get", "nb201", "require", "tree"]
+__all__ = ["Categorical", "SPACES", "Space", "cnn_chain", "darts", "genetic", "get", "hybrid", "nb201", "require", "tree"]

@@ -149,6 +149,7 @@ class Categorical:
         bad = np.argwhere((a < 0) | (a >= np.asarray(self.choices)))
         if bad.size:
             pos = tuple(int(i) for i in bad[0])
+            about = self.describe_gene(pos[-1]) if hasattr(self, "describe_gene") else ""
             raise ValueError(f"{self.name} architecture value {int(a[pos])} at position {pos} is outside "
-                             f"0..{self.choices[pos[-1]] - 1}")
+                             f"0..{self.choices[pos[-1]] - 1}{about}")
         return a.astype(np.int32)
