@@ -96,8 +96,8 @@ def masked(x, m):
 class _Ctx:
     """Per-call state: masks helpers, the tap accumulators and the probe pixel grid."""
 
-    def __init__(self, use_norm: bool, probe: int, taps: bool, out_hw: int, conv_grads: str = "xla"):
-        self.use_norm, self.probe, self.taps, self.out_hw = use_norm, probe, taps, out_hw
+    def __init__(self, use_norm: bool, probe: int, taps: bool, conv_grads: str = "xla"):
+        self.use_norm, self.probe, self.taps = use_norm, probe, taps
         self.conv = partial(conv, fn=conv_fn(conv_grads))
 
     def norm(self, x, g, b, m):
@@ -168,7 +168,7 @@ class HybridUNet(nn.Module):
             raise ValueError(f"image sides {x.shape[1:3]} must be multiples of {2 ** sp.stages} ({sp.stages} stages)")
         if self.taps and self.probe and round(math.sqrt(self.probe)) ** 2 != self.probe:
             raise ValueError(f"probe must be a square number of pixels, got {self.probe}")
-        ctx = _Ctx(self.use_norm, self.probe, self.taps, x.shape[1], self.conv_grads)
+        ctx = _Ctx(self.use_norm, self.probe, self.taps, self.conv_grads)
         cand = None if self.fixed is None else sp.decode(np.asarray(self.fixed))
         if cand is not None and x.shape[1:3] != (cand.resolution, cand.resolution):
             raise ValueError(f"this candidate takes {cand.resolution}x{cand.resolution} images (its resolution gene), "

@@ -42,7 +42,7 @@ class UNet(nn.Module):
         levels = len(self.widths)
         if x.shape[1] % 2 ** levels or x.shape[2] % 2 ** levels:
             raise ValueError(f"image sides {x.shape[1:3]} must be multiples of {2 ** levels} ({levels} poolings)")
-        ctx = _Ctx(True, 0, False, x.shape[1])
+        ctx = _Ctx(True, 0, False)
         p = lambda name, shape, init=kernel_init: self.param(name, init, shape)  # noqa: E731
 
         def norm_relu(name, y):

@@ -136,7 +136,7 @@ def _part_fn(space: HybridSpace, spec: tuple):
     class One(HybridUNet):
         @nn.compact
         def __call__(self, x, arch=None):
-            ctx = _Ctx(True, 0, False, side)
+            ctx = _Ctx(True, 0, False)
             f = self._block(block, "blk", width, kernel, max(mlp, 1), max(heads, 1), None, None, None, max(heads, 1), ctx)
             return f(x)[0]
 

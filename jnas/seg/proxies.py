@@ -35,7 +35,6 @@ tells Transformers apart" (BossNAS++).
 from __future__ import annotations
 
 import contextlib
-import time
 from functools import cache, partial
 from typing import Callable, Sequence
 
@@ -252,9 +251,3 @@ def analytic(space: HybridSpace, archs) -> np.ndarray:
     archs = space.check(archs)
     archs = archs[None] if archs.ndim == 1 else archs
     return np.asarray([tuple(cost(space, a)) for a in archs], np.float64)
-
-
-def timed(fn: Callable, *args) -> tuple[object, float]:
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t0

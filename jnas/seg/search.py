@@ -67,7 +67,8 @@ def nsga2_objective(scorer: Scorer) -> tuple[Callable, list[str]]:
         c = scorer.costs(archs)
         F = np.column_stack([scorer.aggregate(archs)] + [-c[k] for k in sorted(c)])
         return F, scorer.raw(archs)
-    return objective, ["aggregate"] + [f"-{k}" for k in sorted(scorer.costs(scorer.space.sample(jax.random.key(0), 1)))]
+    costs = sorted(["flops"] + [f"latency_{device}" for device in scorer.tables])  # the keys of Scorer.costs
+    return objective, ["aggregate"] + [f"-{k}" for k in costs]
 
 
 def run_nsga2(scorer: Scorer, population: int, generations: int, key, log: Path, progress: bool = True):

@@ -66,10 +66,9 @@ def loss_terms(logits, y, entropy_weight: float = 0.0):
 
 def predict(net: nn.Module, params, x: np.ndarray, arch=None, batch_size: int = 50, resolution: int | None = None) -> np.ndarray:
     """Foreground probabilities ``(n, r, r)`` at ``resolution`` (default: the input's)."""
-    apply = _apply(net)
     out = []
     for i in range(0, len(x), batch_size):
-        logits = apply(params, jnp.asarray(x[i:i + batch_size]), arch)
+        logits = _forward(net, params, jnp.asarray(x[i:i + batch_size]), arch)
         if resolution is not None and resolution != logits.shape[1]:
             logits = jax.image.resize(logits, (logits.shape[0], resolution, resolution, logits.shape[-1]), "linear")
         out.append(np.asarray(jax.nn.sigmoid(logits[..., 0])))
@@ -80,9 +79,6 @@ def predict(net: nn.Module, params, x: np.ndarray, arch=None, batch_size: int = 
 def _forward(net, params, x, arch):
     return net.apply({"params": params}, x, arch)
 
-
-def _apply(net):
-    return lambda params, x, arch: _forward(net, params, x, arch)
 
 
 def fit(net: nn.Module, train: SegData, test: SegData, test_masks: np.ndarray, config: SegTrainConfig,
