@@ -9,7 +9,8 @@ U-Net + Transformer) under one recipe and compare Dice, IoU, params, FLOPs and l
 Defaults: 1,000 candidates, 24 random candidates trained once, two found networks and both
 baselines trained with 3 seeds each, 64x64 evaluation, 564/100 split by ``--split-seed``.
 Runtime (2-core CPU): about 1.5-2 hours, mostly training; every phase resumes where a killed
-run stopped (scores and trainings are appended per finished unit).
+run stopped (scores and trainings are appended per finished unit), and a finished run can be
+extended with more ``--random``, ``--seeds`` or ``--top`` networks.
 Published anchors (docs/segmentation.md): MSRF-Net 0.9224 Dice on DSB2018 (Srivastava et
 al. 2021, arXiv 2105.07451, at 256x256 with their own split).
 
@@ -57,7 +58,7 @@ class Config:
     proxy_batch: int = dataclasses.field(default=8, metadata={"help": "training images per proxy score", "min": 2})
     mode: str = dataclasses.field(default="map", metadata={"help": "batching of candidates", "choices": dense.MODES})
     chunk: int = dataclasses.field(default=16, metadata={"help": "candidates per jitted call"})
-    loop_check: int = dataclasses.field(default=8, metadata={"help": "candidates also scored one by one (speed baseline)", "min": 0})
+    loop_check: int = dataclasses.field(default=16, metadata={"help": "candidates per resolution timed batched and one by one, back to back (0: skip)", "min": 0})
     population: int = dataclasses.field(default=20, metadata={"help": "NSGA-II population"})
     generations: int = dataclasses.field(default=5, metadata={"help": "NSGA-II generations after the first"})
     rea_evaluations: int = dataclasses.field(default=100, metadata={"help": "regularized evolution evaluations"})
@@ -83,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if cfg.resolution not in space.resolutions:
         raise ValueError(f"--resolution {cfg.resolution} must be one of the space's resolutions {list(space.resolutions)}")
     data = {r: load_nuclei(cfg.data_dir, r, cfg.split_seed) for r in space.resolutions}
-    out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in ("out", "data_dir")])
+    # the counts of trained networks and the speed check only add work: a finished run can be
+    # extended (more random candidates, seeds or found networks) without redoing the rest
+    extendable = ("out", "data_dir", "random", "seeds", "top", "loop_check")
+    out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in extendable])
     key = jax.random.key(cfg.seed)
     k_sample, k_score, k_nsga, k_rea = jax.random.split(key, 4)
     images = {r: (d[0].x[:cfg.proxy_batch], d[0].y[:cfg.proxy_batch]) for r, d in data.items()}
@@ -229,23 +233,32 @@ def _within_budget(space, seen, agg, flops, budget, top, r) -> list[np.ndarray]:
 
 
 def _bench(scorer: Scorer, pool, recs, cfg) -> dict:
-    """Candidates/s of the batched pool scoring, and of one-by-one scoring (``loop``) of the
-    first ``loop_check`` candidates in this run, with the largest relative score difference."""
-    # the median chunk (the first compiles; a chunk slowed by another process is one outlier)
-    rates = [len(r["scores"]) / r["seconds"] for r in (recs[1:] or recs)]
-    out = {"mode": cfg.mode, "chunk": cfg.chunk, "candidates_per_s": float(np.median(rates)),
-           "candidates_per_s_chunks": [float(v) for v in rates], "first_chunk_s_with_compile": recs[0]["seconds"]}
-    if cfg.loop_check:
-        part = pool[:cfg.loop_check]
-        warm = part[np.unique(part[:, 0], return_index=True)[1]]  # one candidate per resolution: compile outside the timing
-        dense.score(scorer.chosen, scorer.space, warm, scorer.images, scorer.key, "loop", progress=False, params=scorer.params)
+    """Candidates/s of batched scoring (``cfg.mode``) and of one-by-one scoring (``loop``),
+    timed back to back on the same candidates (``loop_check`` per resolution, taken from the
+    pool) after both are compiled, with the largest relative score difference; plus the rates
+    the pool's chunks were scored at (a chunk slowed by another process is an outlier there)."""
+    rates = [len(r["scores"]) / r["seconds"] for r in (recs[1:] or recs)]  # the first chunk compiles
+    out = {"mode": cfg.mode, "chunk": cfg.chunk, "pool_candidates_per_s_median": float(np.median(rates)),
+           "pool_candidates_per_s_chunks": [float(v) for v in rates], "pool_first_chunk_s_with_compile": recs[0]["seconds"]}
+    if not cfg.loop_check:
+        return out
+    part = np.concatenate([pool[pool[:, 0] == g][:cfg.loop_check] for g in np.unique(pool[:, 0])])
+    warm = part[np.unique(part[:, 0], return_index=True)[1]]  # one candidate per resolution: compile outside the timing
+    secs = {}
+    for mode in (cfg.mode, "loop"):
+        run = lambda archs, mode=mode: dense.score(scorer.chosen, scorer.space, archs, scorer.images, scorer.key, mode,
+                                                   cfg.chunk, progress=False, params=scorer.params)
+        run(warm)
         t0 = time.perf_counter()
-        loop = dense.score(scorer.chosen, scorer.space, part, scorer.images, scorer.key, "loop", progress=False, params=scorer.params)
-        secs_loop = time.perf_counter() - t0
-        batched = scorer.raw(part)
-        rel = np.abs(loop - batched) / np.maximum(np.abs(batched), 1e-6)
-        out |= {"loop_candidates_per_s": len(part) / secs_loop, "speedup_vs_loop": out["candidates_per_s"] / (len(part) / secs_loop),
-                "loop_max_rel_diff": float(rel.max())}
+        vals = run(part)
+        secs[mode] = time.perf_counter() - t0
+        if mode == "loop":
+            rel = np.abs(vals - batched) / np.maximum(np.abs(batched), 1e-6)
+        else:
+            batched = vals
+    out |= {"timed_candidates": len(part), "candidates_per_s": len(part) / secs[cfg.mode],
+            "loop_candidates_per_s": len(part) / secs["loop"], "speedup_vs_loop": secs["loop"] / secs[cfg.mode],
+            "loop_max_rel_diff": float(rel.max())}
     return out
 
 

@@ -182,7 +182,8 @@ def score(chosen: Sequence[str], space: HybridSpace, archs, images: dict[int, tu
         space (each candidate is scored at its own resolution).
       key: the shared initialisation and the proxies' noise.
       mode: ``"map"`` (``lax.map`` in one jit), ``"vmap"`` or ``"loop"`` (one jitted
-        candidate at a time, the baseline); every mode gives the same scores.
+        candidate at a time, the baseline); every mode gives the same scores. A group of at
+        most ``chunk // 2`` candidates (per resolution) is scored one by one in every mode.
       params: supernet weights (default: ``net.init`` from ``key``).
     """
     chosen = check_names(tuple(chosen))
@@ -206,14 +207,18 @@ def score(chosen: Sequence[str], space: HybridSpace, archs, images: dict[int, tu
     params = init_params(space, k_init) if params is None else params  # float32, outside x64
     with _precision(chosen):
         fn = _jitted(chosen, net, mode)
+        one = fn if mode == "loop" else None  # the one-by-one function, compiled when first needed
         with tqdm(total=len(archs), desc="dense proxies", disable=not progress, leave=False) as bar:
             for r in np.unique(res):
                 idx = np.flatnonzero(res == r)
                 x, y = (jnp.asarray(a, jnp.float32) for a in images[int(r)])
                 for start in range(0, len(idx), chunk):
                     part = idx[start:start + chunk]
-                    if mode == "loop":
-                        vals = np.stack([np.asarray(fn(params, jnp.asarray(archs[i]), x, y, k_score)) for i in part])
+                    # a short last chunk (a search step scoring a few children) goes one by one:
+                    # padding it to ``chunk`` would cost up to ``chunk`` times its work
+                    if mode == "loop" or 2 * len(part) <= chunk:
+                        one = _jitted(chosen, net, "loop") if one is None else one
+                        vals = np.stack([np.asarray(one(params, jnp.asarray(archs[i]), x, y, k_score)) for i in part])
                     else:
                         padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part))])
                         vals = np.asarray(fn(params, jnp.asarray(archs[padded]), x, y, k_score))[:len(part)]
