@@ -151,10 +151,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     jobs += [(f"random_{i + 1}", space.to_string(a), 0) for i, a in enumerate(pool[:cfg.random])]
     # keyed by architecture too: a changed search (other settings) never reuses another network's training
     trainings = Records(out / "trainings.jsonl", key=lambda rec: (rec["name"], rec["arch"], rec["seed"]))
-    done = trainings.done()
     (out / "overlays").mkdir(exist_ok=True)
     for name, arch, seed in tqdm(jobs, desc="training"):
-        if (name, arch, seed) not in done:
+        if (name, arch, seed) not in trainings.done():  # re-read: another process may share the jobs
             trainings.append(_train(name, arch, seed, data, cfg, tcfg, tables, out))
     done = trainings.done()
     results = {(name, seed): done[(name, arch, seed)] for name, arch, seed in jobs}

@@ -100,13 +100,18 @@ def _arch_value(arch):
     return arch
 
 
-def init_state(key: PRNGKeyArray, net: nn.Module, arch, example: ImageData, tx: optax.GradientTransformation,
-               resolution: int | None = None) -> TrainState:
-    """Fresh weights (the net's own initialisers) and optimiser state."""
-    x = _inputs(jnp.asarray(example.x[:2]), example.spec, resolution)
-    variables = net.init(key, x, arch)
-    params = variables["params"]
-    return TrainState(params, variables.get("batch_stats", {}), tx.init(params), jnp.zeros((), jnp.int32))
+def make_init(net: nn.Module, tx: optax.GradientTransformation, spec, config: TrainConfig) -> Callable:
+    """``init(key, arch, x_uint8) -> TrainState``: fresh weights (the net's own initialisers)
+    and optimiser state, jitted. Run eagerly, a static net's init traces every op of every
+    edge op by op (each ``lax.switch`` compiles on its own): about 1 s per edge, per ``fit``."""
+
+    @functools.partial(jax.jit, static_argnums=1 if _is_static(net) else ())
+    def init(key: PRNGKeyArray, arch, x) -> TrainState:
+        variables = net.init(key, _inputs(x, spec, config.resolution), _arch_value(arch))
+        params = variables["params"]
+        return TrainState(params, variables.get("batch_stats", {}), tx.init(params), jnp.zeros((), jnp.int32))
+
+    return init
 
 
 def make_train_step(net: nn.Module, tx: optax.GradientTransformation, spec, config: TrainConfig) -> Callable:
@@ -183,9 +188,9 @@ def fit(
     steps = num_batches(len(train), config.batch_size)
     if steps == 0:
         raise ValueError(f"{len(train)} training examples are fewer than one batch of {config.batch_size}")
-    tx, step_fn, eval_fn = _compiled(net, train.spec, config, steps, arch_arg(net, arch) if _is_static(net) else None)
+    tx, init_fn, step_fn, eval_fn = _compiled(net, train.spec, config, steps, arch_arg(net, arch) if _is_static(net) else None)
     k_init, k_run = jax.random.split(key)
-    state = init_state(k_init, net, arch, train, tx, config.resolution)
+    state = init_fn(k_init, arch_arg(net, arch), jnp.asarray(train.x[:2]))
     history: list[dict] = []
     ckpt = csv_path = None
     if out is not None:
@@ -234,7 +239,7 @@ def fit(
 
 @functools.lru_cache(maxsize=16)
 def _compiled(net: nn.Module, spec, config: TrainConfig, steps: int, static_arch: tuple | None):
-    """Optimiser and jitted steps, shared by every ``fit`` with the same net, data spec, config
+    """Optimiser and jitted init and steps, shared by every ``fit`` with the same net, data spec, config
     and steps per epoch (multi-fidelity search trains many cells: compile once, not per call).
 
     A static net compiles per architecture, so its steps are cached per architecture
@@ -244,7 +249,7 @@ def _compiled(net: nn.Module, spec, config: TrainConfig, steps: int, static_arch
     kernel's limit per process (``vm.max_map_count``, 65,530 by default), crashing XLA.
     """
     tx = optimizer(config, steps)
-    return tx, make_train_step(net, tx, spec, config), make_eval_step(net, spec, config)
+    return tx, make_init(net, tx, spec, config), make_train_step(net, tx, spec, config), make_eval_step(net, spec, config)
 
 
 def read_metrics(path: Path) -> list[dict]:
