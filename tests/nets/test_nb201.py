@@ -265,7 +265,7 @@ def test_codes_kernel_sums_every_executed_relu(key, partial, cells):
     archs = [np.zeros(6, np.int32), np.full(6, 3), np.array([3, 2, 1, 4, 3, 2]), np.array([4, 0, 2, 1, 1, 1]),
              np.array([2, 2, 2, 0, 0, 0])]
     archs = [archs[i] for i in cells]
-    variables = net.init(key, x, jnp.asarray(archs[0]))
+    variables = jax.jit(net.init)(key, x, jnp.asarray(archs[0]))  # eager, every edge's switch compiles alone
 
     def kernel(select):  # one compilation serves every cell (the cell is an input)
         return jax.jit(lambda x, arch: codes_of(net.clone(select=select), variables, x, arch))
