@@ -13,6 +13,7 @@ solution: ``jax.grad(lambda x: f(x, bilevel.argmin(g, x, y0, bilevel.gradient_de
 
 from jnas.bilevel import ttsa
 from jnas.bilevel.argmin import argmin, gradient_descent
+from jnas.bilevel.curvature import dominant_eigenvalue, hvp
 from jnas.bilevel.finite_difference import finite_difference
 from jnas.bilevel.first_order import first_order
 from jnas.bilevel.implicit import implicit_cg, implicit_neumann
@@ -45,6 +46,8 @@ def get(name: str, **kwargs) -> Estimator:
 __all__ = [
     "ESTIMATORS",
     "argmin",
+    "dominant_eigenvalue",
+    "hvp",
     "gradient_descent",
     "Estimator",
     "Problem",

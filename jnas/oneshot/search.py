@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from jnas import bilevel
+from jnas.bilevel.curvature import dominant_eigenvalue
 from jnas.train.optim import cosine_schedule, sgd_cosine
 
 PyTree = Any
@@ -96,13 +97,9 @@ def init_state(key: jax.Array, net: nn.Module, alpha: PyTree, mix: Callable, x: 
     )
 
 
-def make_step(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], config: SearchConfig) -> Callable:
-    """A jitted ``step(state, train_batch, val_batch, key, drop_rate, op_mask) -> (state, metrics)``.
-
-    ``mix(alpha, op_mask)`` maps alpha to the supernet's mixing weights; batches are
-    ``(images, labels)``; ``drop_rate`` feeds P-DARTS skip dropout (0 otherwise).
-    """
-    w_tx, a_tx, sched = weight_optimizer(config), alpha_optimizer(config), weight_schedule(config)
+def search_loss(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree]) -> Callable:
+    """``loss(params, stats, alpha, (x, y), key, drop_rate, op_mask) -> (cross-entropy,
+    (new BN statistics, accuracy))``: the supernet in training mode, as every search step sees it."""
 
     def loss(params, stats, alpha, batch, key, drop_rate, op_mask):
         x, y = batch
@@ -112,6 +109,36 @@ def make_step(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], config: S
         )
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return ce, (upd["batch_stats"], (jnp.argmax(logits, -1) == y).mean())
+
+    return loss
+
+
+def make_alpha_curvature(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], iters: int = 50,
+                         tol: float = 1e-4) -> Callable:
+    """A jitted ``curvature(state, batch, key, op_mask) -> bilevel.curvature.Eigen``: the
+    dominant eigenvalue of the Hessian of the loss on ``batch`` (the validation batch in
+    RobustDARTS) with respect to alpha, at the state's weights, by power iteration on exact
+    Hessian-vector products (:func:`jnas.bilevel.curvature.dominant_eigenvalue`). ``key``
+    seeds the start vector (and dropout, fixed across the products)."""
+    loss = search_loss(net, mix)
+
+    @jax.jit
+    def curvature(state: SearchState, batch, key, op_mask):
+        k_loss, k_start = jax.random.split(key)
+        f = lambda a: loss(state.params, state.batch_stats, a, batch, k_loss, 0.0, op_mask)[0]
+        return dominant_eigenvalue(f, state.alpha, k_start, iters, tol)
+
+    return curvature
+
+
+def make_step(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], config: SearchConfig) -> Callable:
+    """A jitted ``step(state, train_batch, val_batch, key, drop_rate, op_mask) -> (state, metrics)``.
+
+    ``mix(alpha, op_mask)`` maps alpha to the supernet's mixing weights; batches are
+    ``(images, labels)``; ``drop_rate`` feeds P-DARTS skip dropout (0 otherwise).
+    """
+    w_tx, a_tx, sched = weight_optimizer(config), alpha_optimizer(config), weight_schedule(config)
+    loss = search_loss(net, mix)
 
     @jax.jit
     def step(state: SearchState, train_batch, val_batch, key, drop_rate, op_mask):

@@ -197,3 +197,25 @@ def test_darts_edge_normalisation_sums_to_one_per_node(key):
         per_edge = np.asarray(w[c]).sum(1)
         for edges in darts_cells.NODE_EDGES:
             np.testing.assert_allclose(per_edge[np.array(edges)].sum(), 1.0, rtol=1e-6)
+
+
+@pytest.mark.slow  # about 3 minutes of compiling (the dense Hessian and the power loop); tests/bilevel/test_curvature.py is the fast check
+def test_alpha_curvature_is_the_dense_hessians_dominant_eigenvalue(key):
+    # RobustDARTS's signal on a tiny NB201 supernet: power iteration on jvp-of-grad products
+    # against the eigendecomposition of the full 30x30 Hessian of the same loss in alpha.
+    from jnas.oneshot import SearchConfig, init_state, make_alpha_curvature, search_loss
+
+    k1, k2 = jax.random.split(key)
+    x, y = jax.random.normal(k1, (8, 8, 8, 3)), jnp.arange(8) % 10
+    net = os201.supernet(C=4, N=1)
+    alpha = {"ops": 0.5 * jax.random.normal(k2, (6, 5))}
+    state = init_state(key, net, alpha, os201.mixing_weights, x[:2], SearchConfig(total_steps=1))
+    mask = os201.full_mask()
+    eig = make_alpha_curvature(net, os201.mixing_weights, iters=500, tol=1e-7)(state, (x, y), key, mask)
+    k_loss = jax.random.split(key)[0]
+    loss = search_loss(net, os201.mixing_weights)
+    f = lambda ops: loss(state.params, state.batch_stats, {"ops": ops.reshape(6, 5)}, (x, y), k_loss, 0.0, mask)[0]
+    dense = np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(f))(alpha["ops"].ravel()), np.float64))
+    top = dense[np.argmax(np.abs(dense))]
+    assert abs(top) > 1e-4, dense  # a non-trivial curvature to compare
+    np.testing.assert_allclose(float(eig.value), top, rtol=1e-3)
