@@ -39,18 +39,21 @@ import numpy as np
 from experiments.common import parse, prepare_out, save_figure
 from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
-from jnas.oneshot import SearchConfig, driver, pdarts
+from jnas.oneshot import SearchConfig, driver, make_alpha_curvature, pdarts
+from jnas.oneshot.robust import early_stop
 from jnas.oneshot import nb201 as os201
 from jnas.records import Records, write_json
 from jnas.spaces import nb201 as space
+from jnas.strategies.objectives import DEFAULT_REPORT
 
 METHODS = {
-    # name: (estimator, partial, edge_norm, warm-up fraction)
-    "darts1": ("first_order", 1, False, 0.0),
-    "darts2": ("finite_difference", 1, False, 0.0),
-    "darts2-exact": ("second_order", 1, False, 0.0),
-    "pcdarts": ("first_order", 4, True, 0.3),
-    "pdarts": ("first_order", 1, False, 0.4),
+    # name: (estimator, partial, edge_norm, warm-up fraction, alpha noise of the weight step)
+    "darts1": ("first_order", 1, False, 0.0, 0.0),
+    "darts2": ("finite_difference", 1, False, 0.0, 0.0),
+    "darts2-exact": ("second_order", 1, False, 0.0, 0.0),
+    "pcdarts": ("first_order", 4, True, 0.3, 0.0),
+    "pdarts": ("first_order", 1, False, 0.4, 0.0),
+    "sdarts-rs": ("first_order", 1, False, 0.0, 0.03),  # SDARTS random smoothing (Chen & Hsieh, ICML 2020)
 }
 
 
@@ -67,6 +70,9 @@ class Config:
     N: int = dataclasses.field(default=1, metadata={"help": "cells per stage (P-DARTS: final stage)"})
     n_images: int = dataclasses.field(default=0, metadata={"help": "use the first n training images (0: all)", "min": 0})
     max_skips: int = dataclasses.field(default=2, metadata={"help": "P-DARTS: skip-connects allowed in the result", "min": 0})
+    a_lr: float = dataclasses.field(default=3e-4, metadata={"help": "alpha's Adam learning rate (DARTS: 3e-4)", "above": 0.0})
+    hessian_images: int = dataclasses.field(default=0, metadata={"help": "validation images the dominant Hessian eigenvalue in alpha is measured on after each epoch (RobustDARTS; 0: off)", "min": 0})
+    column: str = dataclasses.field(default=DEFAULT_REPORT, metadata={"help": "table column of the per-epoch derived cell's accuracy"})
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -78,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         x, y = x[: cfg.n_images], y[: cfg.n_images]
     key = jax.random.key(cfg.seed)
     train, val = driver.split_train_val(x, y, jax.random.fold_in(key, 0))
-    est, partial, edge_norm, warm = METHODS[cfg.method]
+    table.column(cfg.column)  # an unknown column fails now, not after the search
+    est, partial, edge_norm, warm, noise = METHODS[cfg.method]
     est = cfg.estimator or est
     log = Records(out / "alpha.jsonl").append
     steps_per_epoch = len(train[0]) // cfg.batch
@@ -93,9 +100,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for s, (n_cells, keep, drop) in enumerate(zip(cells, keeps, drops)):
         if s > 0:  # P-DARTS: keep the strongest ops of the previous stage
             mask = pdarts.prune_ops(alpha_logits, mask, keep)
-        conf = SearchConfig(total_steps=epochs * steps_per_epoch, estimator=est, warmup_steps=int(warm * epochs * steps_per_epoch))
+        conf = SearchConfig(total_steps=epochs * steps_per_epoch, estimator=est, warmup_steps=int(warm * epochs * steps_per_epoch),
+                            alpha_noise=noise, a_lr=cfg.a_lr)
+        net = os201.supernet(C=cfg.C, N=n_cells, partial=partial, skip_dropout=cfg.method == "pdarts")
         stage = driver.Stage(
-            net=os201.supernet(C=cfg.C, N=n_cells, partial=partial, skip_dropout=cfg.method == "pdarts"),
+            net=net,
             init_alpha=lambda k: os201.init_alpha(k, edge_norm=edge_norm),
             mix=os201.mixing_weights,
             op_mask=mask,
@@ -105,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         state = driver.run_stage(
             stage, conf, train, val, cfg.batch, jax.random.fold_in(key, 1 + s), out / f"stage_{s}.ckpt",
             lambda r, s=s, n=n_cells: log({"stage": s, "cells": n, **r}),
+            extra=_per_epoch(cfg, table, net, mask, val, jax.random.fold_in(key, 100 + s)),
         )
         alpha_logits = state.alpha["ops"]
     if cfg.method == "pdarts":
@@ -119,17 +129,46 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "best_in_table": {col: float(jnp.nanmax(table.column(col))) for col in table.accuracy_columns()},
         "final_weights": np.asarray(os201.mixing_weights(state.alpha, mask)).round(4).tolist(),
     }
+    epochs_log = _epochs(out / "alpha.jsonl")
+    result["derived_test_acc"] = [r["derived_acc"] for r in epochs_log]
+    if cfg.hessian_images:
+        result["hessian_eigenvalue"] = [r["hessian_eigenvalue"] for r in epochs_log]
+        stop = early_stop(result["hessian_eigenvalue"])
+        result["early_stop"] = None if stop is None else {
+            "epoch": stop.epoch, "decided_at": stop.decided_at, "arch": epochs_log[stop.epoch - 1]["derived_arch"],
+            "accuracy": epochs_log[stop.epoch - 1]["derived_acc"]}
     write_json(out / "result.json", result, indent=1)
     plot_alpha(out / "alpha.jsonl", out / "alpha.png", cfg.method)
     print(json.dumps({k: result[k] for k in ("method", "arch", "accuracy")}, indent=1))
     return result
 
 
+def _per_epoch(cfg: Config, table, net, mask, val, key):
+    """After each epoch: the derived cell and its table accuracy (``cfg.column``) and, with
+    ``--hessian-images``, the dominant eigenvalue of the Hessian of the loss on a fixed
+    validation subset in alpha (power iteration on exact Hessian-vector products)."""
+    curvature = make_alpha_curvature(net, os201.mixing_weights) if cfg.hessian_images else None
+    batch = (jnp.asarray(val[0][: cfg.hessian_images]), jnp.asarray(val[1][: cfg.hessian_images]))
+
+    def extra(state, epoch: int) -> dict:
+        arch = np.asarray(os201.discretize(state.alpha, mask))
+        rec = {"derived_arch": space.to_string(arch), "derived_acc": float(table.query(arch, cfg.column))}
+        if curvature is not None:
+            rec["hessian_eigenvalue"] = float(curvature(state, batch, jax.random.fold_in(key, epoch), mask).value)
+        return rec
+
+    return extra
+
+
+def _epochs(log_path: Path) -> list[dict]:
+    """The per-epoch records in order, all stages in sequence (a resumed epoch replaces its earlier record)."""
+    records = Records(log_path, key=lambda r: (r.get("stage", 0), r["epoch"])).done()
+    return [records[k] for k in sorted(records)]
+
+
 def plot_alpha(log_path: Path, png: Path, title: str) -> None:
     """Mixing weight of each op on each edge against the epoch (all stages in sequence)."""
-    # A resumed epoch replaces its earlier record.
-    records = Records(log_path, key=lambda r: (r.get("stage", 0), r["epoch"])).done()
-    rows = [records[k] for k in sorted(records)]
+    rows = _epochs(log_path)
     w = np.array([r["weights"] for r in rows])  # (T, 6, 5)
     w = w / w.sum(-1, keepdims=True)  # per-edge op distribution (edge normalisation divided out)
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharey=True)

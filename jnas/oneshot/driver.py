@@ -39,11 +39,13 @@ def split_train_val(x: np.ndarray, y: np.ndarray, key: jax.Array) -> tuple[tuple
 
 def run_stage(
     stage: Stage, config: SearchConfig, train: tuple, val: tuple, batch: int, key: jax.Array,
-    ckpt: Path, log: Callable[[dict], None],
+    ckpt: Path, log: Callable[[dict], None], extra: Callable[[SearchState, int], dict] | None = None,
 ) -> SearchState:
     """Train one stage for ``stage.epochs`` epochs; resumes from ``ckpt`` if it exists.
 
-    ``log`` receives one record per epoch: epoch, mean metrics and the mixing weights.
+    ``log`` receives one record per epoch: epoch, mean metrics and the mixing weights, plus
+    what ``extra(state, epoch)`` returns (per-epoch measurements such as the derived cell's
+    accuracy or the curvature in alpha).
     """
     k_init, k_alpha, k_run = jax.random.split(key, 3)
     alpha = stage.init_alpha(k_alpha)
@@ -68,6 +70,8 @@ def run_stage(
                 sums[k] = sums.get(k, 0.0) + float(v)
         record = {"epoch": epoch + 1, "drop_rate": float(rate), **{k: v / steps for k, v in sums.items()}}
         record["weights"] = jax.tree.map(lambda w: np.asarray(w).round(5).tolist(), stage.mix(state.alpha, stage.op_mask))
+        if extra is not None:
+            record |= extra(state, epoch + 1)
         log(record)
         checkpoints.save(ckpt, state, epoch=epoch + 1)
     return state

@@ -51,6 +51,7 @@ class SearchConfig:
     a_b2: float = 0.999
     a_weight_decay: float = 1e-3
     warmup_steps: int = 0  # weight-only steps before alpha moves (P-DARTS uses 10 of 25 epochs)
+    alpha_noise: float = 0.0  # SDARTS-RS: the weight step sees alpha + U(-eps, eps) noise (Chen & Hsieh 2020: eps 0.03)
 
 
 class SearchState(NamedTuple):
@@ -142,9 +143,15 @@ def make_step(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], config: S
 
     @jax.jit
     def step(state: SearchState, train_batch, val_batch, key, drop_rate, op_mask):
-        k_train, k_val, k_est = jax.random.split(key, 3)
+        k_train, k_val, k_est, k_noise = jax.random.split(key, 4)
+        alpha_w = state.alpha
+        if config.alpha_noise > 0:  # SDARTS-RS: weights trained around alpha, a smoother landscape in alpha
+            leaves, tree = jax.tree.flatten(state.alpha)
+            noise = [jax.random.uniform(k, a.shape, a.dtype, -config.alpha_noise, config.alpha_noise)
+                     for k, a in zip(jax.random.split(k_noise, len(leaves)), leaves)]
+            alpha_w = jax.tree.unflatten(tree, [a + n for a, n in zip(leaves, noise)])
         (l_train, (stats, acc_train)), g = jax.value_and_grad(loss, has_aux=True)(
-            state.params, state.batch_stats, state.alpha, train_batch, k_train, drop_rate, op_mask
+            state.params, state.batch_stats, alpha_w, train_batch, k_train, drop_rate, op_mask
         )
         upd, w_opt = w_tx.update(g, state.w_opt, state.params)
         params = optax.apply_updates(state.params, upd)

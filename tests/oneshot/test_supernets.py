@@ -219,3 +219,19 @@ def test_alpha_curvature_is_the_dense_hessians_dominant_eigenvalue(key):
     top = dense[np.argmax(np.abs(dense))]
     assert abs(top) > 1e-4, dense  # a non-trivial curvature to compare
     np.testing.assert_allclose(float(eig.value), top, rtol=1e-3)
+
+
+def test_darts_es_rule_fires_where_worked_out_by_hand():
+    from jnas.oneshot.robust import early_stop
+
+    # a step from 1 to 3 at epoch 21: the centred average of epoch 19 (epochs 17-21) is 1.4,
+    # first above 1.3 x that of epoch 14; known at epoch 21 -> return epoch 14's cell
+    ev = [1.0] * 20 + [3.0] * 30
+    assert tuple(early_stop(ev)) == (14, 21)
+    assert early_stop([1.0] * 50) is None  # flat: never
+    assert early_stop([1.0 + 0.005 * e for e in range(50)]) is None  # slow drift: the ratio stays under 1.3
+    assert early_stop(ev, start=15) == (15, 22)  # a later start compares later windows
+    with pytest.raises(ValueError, match="odd window"):
+        early_stop(ev, window=4)
+    with pytest.raises(ValueError, match="epochs \\[3\\]"):
+        early_stop([1.0, 1.0, float("nan")])
