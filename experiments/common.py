@@ -182,9 +182,11 @@ def prepare_out(out: str | Path, config: Any, resume_keys: Sequence[str]) -> Pat
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:
-    """Rows of dicts as a CSV with the first row's keys as header."""
+    """Rows of dicts as a CSV; the header is every key in order of first appearance (a row
+    without a key leaves its cell empty)."""
+    header = list(dict.fromkeys(k for row in rows for k in row))
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]))
+        w = csv.DictWriter(f, header)
         w.writeheader()
         w.writerows(rows)
 

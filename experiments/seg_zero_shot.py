@@ -8,9 +8,11 @@ U-Net + Transformer) under one recipe and compare Dice, IoU, params, FLOPs and l
 
 Defaults: 1,000 candidates, 24 random candidates trained once, two found networks and both
 baselines trained with 3 seeds each, 64x64 evaluation, 564/100 split by ``--split-seed``.
-Runtime (2-core CPU): about 1.5-2 hours, mostly training; every phase resumes where a killed
-run stopped (scores and trainings are appended per finished unit), and a finished run can be
-extended with more ``--random``, ``--seeds`` or ``--top`` networks.
+Runtime (2-core CPU): about 3.5 hours (trainings about 2 h, scoring 45 min, latency tables
+20 min). The trainings that need no search (baselines, random candidates) run first; every
+phase resumes where a killed run stopped (scores and trainings are appended per finished
+unit), and a finished run can be extended with more ``--random``, ``--seeds`` or ``--top``
+networks.
 Published anchors (docs/segmentation.md): MSRF-Net 0.9224 Dice on DSB2018 (Srivastava et
 al. 2021, arXiv 2105.07451, at 256x256 with their own split).
 
@@ -91,9 +93,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
     key = jax.random.key(cfg.seed)
     k_sample, k_score, k_nsga, k_rea = jax.random.split(key, 4)
     images = {r: (d[0].x[:cfg.proxy_batch], d[0].y[:cfg.proxy_batch]) for r, d in data.items()}
+    pool = np.asarray(space.sample(k_sample, cfg.candidates))
+    tcfg = SegTrainConfig(epochs=cfg.epochs, lr=cfg.lr)
+    # keyed by architecture too: a changed search (other settings) never reuses another network's training
+    trainings = Records(out / "trainings.jsonl", key=lambda rec: (rec["name"], rec["arch"], rec["seed"]))
+    (out / "overlays").mkdir(exist_ok=True)
+
+    def train_all(jobs):
+        for name, arch, seed in tqdm(jobs, desc="training"):
+            if (name, arch, seed) not in trainings.done():  # re-read: another process may share the jobs
+                trainings.append(_train(name, arch, seed, data, cfg, tcfg, out))
+
+    # ---- 0. the trainings that need no search (both baselines, the random candidates) come
+    # first: each finished one is kept, so a run cut short resumes with the least lost
+    fixed = [(name, name, s) for name in BASELINES for s in range(cfg.seeds)]
+    fixed += [(f"random_{i + 1}", space.to_string(a), 0) for i, a in enumerate(pool[:cfg.random])]
+    train_all(fixed)
 
     # ---- 1. score the random pool, chunk by chunk (resumable), and time the loop baseline
-    pool = np.asarray(space.sample(k_sample, cfg.candidates))
     scorer = Scorer(space, chosen, images, k_score, reference=np.zeros((1, len(chosen))), tables={}, mode=cfg.mode, chunk=cfg.chunk)
     records = Records(out / "scores.jsonl", key=lambda r: r["chunk"])
     done = records.done()
@@ -144,19 +161,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                           for b in budgets]
     found = _within_budget(space, seen, seen_agg, seen_costs["flops"], budget, cfg.top, r)
 
-    # ---- 5. train: found and baselines with every seed, random candidates once
-    tcfg = SegTrainConfig(epochs=cfg.epochs, lr=cfg.lr)
+    # ---- 5. train the found networks with every seed
     jobs = [(f"found_{i + 1}", space.to_string(a), s) for i, a in enumerate(found) for s in range(cfg.seeds)]
-    jobs += [(name, name, s) for name in BASELINES for s in range(cfg.seeds)]
-    jobs += [(f"random_{i + 1}", space.to_string(a), 0) for i, a in enumerate(pool[:cfg.random])]
-    # keyed by architecture too: a changed search (other settings) never reuses another network's training
-    trainings = Records(out / "trainings.jsonl", key=lambda rec: (rec["name"], rec["arch"], rec["seed"]))
-    (out / "overlays").mkdir(exist_ok=True)
-    for name, arch, seed in tqdm(jobs, desc="training"):
-        if (name, arch, seed) not in trainings.done():  # re-read: another process may share the jobs
-            trainings.append(_train(name, arch, seed, data, cfg, tcfg, tables, out))
+    train_all(jobs)
     done = trainings.done()
-    results = {(name, seed): done[(name, arch, seed)] for name, arch, seed in jobs}
+    results = {(name, seed): _with_latency(done[(name, arch, seed)], space, tables) for name, arch, seed in jobs + fixed}
 
     # ---- 6. tables, correlations, plots, summary
     write_csv(out / "candidates.csv", [
@@ -215,10 +224,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
 def _within_budget(space, seen, agg, flops, budget, top, r) -> list[np.ndarray]:
     """The ``top`` candidates of highest aggregate whose stand-alone network's XLA FLOPs (the
     count the baselines are measured with) are within ``budget``; the closed-form count, within
-    a few percent of XLA's, preselects them."""
-    found = []
+    a few percent of XLA's, preselects them. Genomes that differ only in unused genes are
+    one network (:meth:`HybridSpace.canonical`): each network is taken once."""
+    found, taken = [], set()
     for i in np.argsort(-agg):
-        if flops[i] > 1.1 * budget:
+        same = space.to_string(space.canonical(seen[i]))
+        if flops[i] > 1.1 * budget or same in taken:
             continue
         net = standalone(space, seen[i])
         res = space.decode(seen[i]).resolution
@@ -226,6 +237,7 @@ def _within_budget(space, seen, agg, flops, budget, top, r) -> list[np.ndarray]:
         p = jax.tree.map(lambda t: np.zeros(t.shape, t.dtype), p)
         if xla_flops(net, p, (1, res, res, 3)) <= budget:
             found.append(seen[i])
+            taken.add(same)
         if len(found) == top:
             return found
     raise RuntimeError(f"only {len(found)} candidates within the FLOPs budget {budget:.3g}; raise --flops-fraction")
@@ -270,20 +282,28 @@ def _table_error(path: Path) -> dict:
             "table_over_measured_min": float(ratio.min()), "table_over_measured_max": float(ratio.max())}
 
 
-def _train(name, arch, seed, data, cfg, tcfg, tables, out) -> dict:
+def _with_latency(rec: dict, space, tables: dict) -> dict:
+    """A training record with its candidate's latency predicted from each device's table
+    (baselines have no table entry: their measured latency stands alone)."""
+    if rec["name"] in BASELINES:
+        return rec
+    a = space.from_string(rec["arch"])
+    return rec | {f"latency_{d}": float(latency.predict(space, t, a)[0]) for d, t in tables.items()}
+
+
+def _train(name, arch, seed, data, cfg, tcfg, out) -> dict:
     r, space = cfg.resolution, VARIANTS[cfg.space]
     if name in BASELINES:
-        net, res, lat = baseline(name), r, {}
+        net, res = baseline(name), r
     else:
         a = space.from_string(arch)
         net, res = standalone(space, a), space.decode(a).resolution
-        lat = {f"latency_{d}": float(latency.predict(space, t, a)[0]) for d, t in tables.items()}
     train, test = data[res]
     rec = fit(net, train, test, data[r][1].y, tcfg, jax.random.key(1000 + seed), desc=f"{name} seed {seed}")
     params = rec.pop("params_tree")
     flops = xla_flops(net, params, (1, res, res, 3))
     one = jax.numpy.asarray(test.x[:1])
-    lat["latency_measured_s"] = latency.time_fn(jax.jit(lambda x: net.apply({"params": params}, x)), one)
+    lat = {"latency_measured_s": latency.time_fn(jax.jit(lambda x: net.apply({"params": params}, x)), one)}
     if seed == 0 and (name.startswith("found") or name in BASELINES):
         _overlay(out / "overlays" / f"{name}.png", net, params, data[res][1], data[r][1].y, r, name, rec["dice"])
     extra = {"flops_analytic": cost(space, space.from_string(arch)).flops} if name not in BASELINES else {}

@@ -181,6 +181,18 @@ class HybridSpace(Categorical):
                                  f"{[h for h in self.heads if stage.width % h == 0]}")
         return np.asarray(genes, np.int32)
 
+    def canonical(self, archs) -> np.ndarray:
+        """Genomes with their unused genes set to index 0 (heads outside Transformer stages,
+        the MLP ratio of plain conv stages): two genomes build the same network exactly when
+        their canonical forms are equal. One genome or a batch."""
+        a = self.check(archs).copy()
+        flat = a.reshape(-1, a.shape[-1])
+        for s in range(self.stages):
+            block = np.asarray(self.stage_blocks[s])[flat[:, self.gene(s, "block")]]
+            flat[block != "transformer", self.gene(s, "heads")] = 0
+            flat[block == "conv", self.gene(s, "mlp")] = 0
+        return flat.reshape(a.shape)
+
     # ----------------------------------------------------------------- strings
     def to_string(self, arch) -> str:
         c = self.decode(arch)

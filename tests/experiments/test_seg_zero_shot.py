@@ -36,6 +36,9 @@ def test_tiny_pipeline_summary_is_rederived_from_its_records(tmp_path, data_dir)
         tau = stats.kendalltau([float(cands[r["arch"]][proxy]) for r in rand], dice)[0]
         assert summary["proxy_dice_kendall"][proxy] == pytest.approx(tau)
     assert summary["scoring"]["loop_max_rel_diff"] < 1e-3  # batched scores equal the loop's
+    names = [r["name"] for r in recs]  # the trainings that need no search come first
+    assert max(names.index(n) for n in names if not n.startswith("found")) < names.index("found_1")
+    assert all(f["latency_cpu1"] > 0 for f in summary["found"])  # predicted from the table at summary time
     before = (tmp_path / "trainings.jsonl").read_text()
     again = seg_zero_shot.main(ARGS + ["--data-dir", str(data_dir), "--out", str(tmp_path)])
     assert (tmp_path / "trainings.jsonl").read_text() == before and again["found"] == summary["found"]

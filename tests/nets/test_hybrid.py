@@ -79,3 +79,19 @@ def test_bad_candidates_are_refused_by_field():
         standalone(TINY, TINY.from_string(ARCHS[1])).init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
     with pytest.raises(ValueError, match=r"arch must have shape \(13,\)"):
         HybridUNet(TINY).init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), jnp.zeros((5,), jnp.int32))
+
+
+def test_canonical_forms_build_the_same_network(supernet):
+    # Unused genes (heads outside Transformer stages, the ratio of conv stages) change
+    # nothing: the supernet gives identical outputs for a genome and its canonical form.
+    net, params, apply = supernet
+    archs = np.asarray(TINY.sample(jax.random.key(3), 12))
+    canon = TINY.canonical(archs)
+    assert np.array_equal(TINY.canonical(canon), canon)  # idempotent
+    assert not np.array_equal(canon, archs)  # some genes were unused in 12 samples
+    for a, c in zip(archs, canon):
+        r = TINY.decode(a).resolution
+        x = jax.random.normal(jax.random.key(2), (1, r, r, 3))
+        np.testing.assert_array_equal(apply(params, x, a), apply(params, x, c))
+    one = TINY.from_string("r8|mbconv:d1w8h2m2k3|conv:d2w8h4m2k1")
+    assert TINY.to_string(TINY.canonical(one)) == "r8|mbconv:d1w8h1m2k3|conv:d2w8h1m1k1"
