@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     common = [str(a) for a in common] + (["--data-dir", cfg.data_dir] if cfg.data_dir else [])
     runs = {m: darts_nb201.main(common + ["--method", m, "--out", str(out / m)]) for m in ["darts1", *remedies]}
     for m, r in runs.items():
-        r["parameter_free_share"] = [_parameter_free(a) for a in _derived_archs(out / m)]
+        r["parameter_free_share"] = [_parameter_free(a) for a in r["derived_arch"]]
     plain = runs["darts1"]
     stop = plain["early_stop"]
     summary = {
@@ -88,10 +88,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     _plot(out / "collapse.png", runs, stop, cfg.column)
     print(json.dumps({k: summary[k] for k in ("final_arch", "early_stop", "remedies")}, indent=1))
     return summary
-
-
-def _derived_archs(run) -> list[str]:
-    return [r["derived_arch"] for r in darts_nb201._epochs(run / "alpha.jsonl")]
 
 
 def _parameter_free(arch: str) -> float:

@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "final_weights": np.asarray(os201.mixing_weights(state.alpha, mask)).round(4).tolist(),
     }
     epochs_log = _epochs(out / "alpha.jsonl")
+    result["derived_arch"] = [r["derived_arch"] for r in epochs_log]
     result["derived_test_acc"] = [r["derived_acc"] for r in epochs_log]
     if cfg.hessian_images:
         result["hessian_eigenvalue"] = [r["hessian_eigenvalue"] for r in epochs_log]

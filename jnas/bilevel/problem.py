@@ -18,6 +18,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import optax.tree_utils as otu
 
+from jnas.bilevel.curvature import hvp
+
 PyTree = Any
 
 
@@ -49,7 +51,7 @@ def grad_inner_y(problem: Problem, x: PyTree, y: PyTree) -> PyTree:
 
 def hvp_yy(problem: Problem, x: PyTree, y: PyTree, v: PyTree) -> PyTree:
     """grad2_yy g(x, y) v, by ``jax.jvp`` of ``grad_y g`` along v."""
-    return jax.jvp(lambda y_: grad_inner_y(problem, x, y_), (y,), (v,))[1]
+    return hvp(lambda y_: problem.inner(x, y_), y, v)
 
 
 def cross_xy(problem: Problem, x: PyTree, y: PyTree, v: PyTree) -> PyTree:

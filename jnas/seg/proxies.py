@@ -207,7 +207,6 @@ def score(chosen: Sequence[str], space: HybridSpace, archs, images: dict[int, tu
     params = init_params(space, k_init) if params is None else params  # float32, outside x64
     with _precision(chosen):
         fn = _jitted(chosen, net, mode)
-        one = fn if mode == "loop" else None  # the one-by-one function, compiled when first needed
         with tqdm(total=len(archs), desc="dense proxies", disable=not progress, leave=False) as bar:
             for r in np.unique(res):
                 idx = np.flatnonzero(res == r)
@@ -217,7 +216,7 @@ def score(chosen: Sequence[str], space: HybridSpace, archs, images: dict[int, tu
                     # a short last chunk (a search step scoring a few children) goes one by one:
                     # padding it to ``chunk`` would cost up to ``chunk`` times its work
                     if mode == "loop" or 2 * len(part) <= chunk:
-                        one = _jitted(chosen, net, "loop") if one is None else one
+                        one = _jitted(chosen, net, "loop")  # cached; compiles on its first call
                         vals = np.stack([np.asarray(one(params, jnp.asarray(archs[i]), x, y, k_score)) for i in part])
                     else:
                         padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part))])
