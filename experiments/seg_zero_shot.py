@@ -46,7 +46,7 @@ from jnas.seg import latency
 from jnas.seg import proxies as dense
 from jnas.seg.baselines import BASELINES, baseline, count_params, xla_flops
 from jnas.seg.data import load_nuclei
-from jnas.seg.search import Scorer, pareto_under, run_nsga2, run_rea
+from jnas.seg.search import Scorer, pareto_under, run_nsga2, run_rea, searched
 from jnas.seg.train import SegTrainConfig, fit, predict
 from jnas.spaces.hybrid import VARIANTS
 
@@ -71,6 +71,9 @@ class Config:
     epochs: int = dataclasses.field(default=10, metadata={"help": "training epochs"})
     lr: float = dataclasses.field(default=3e-3, metadata={"help": "Adam learning rate", "above": 0.0})
     resolution: int = dataclasses.field(default=64, metadata={"help": "evaluation resolution", "min": 16, "max": 128})
+    search_resolutions: str = dataclasses.field(default="", metadata={
+        "help": "input resolutions the search may pick, comma-separated (empty: all of the space's; the scored pool "
+                "and the random candidates keep all)"})
     latency_threads: str = dataclasses.field(default="1,2", metadata={"help": "CPU thread counts with a latency table", "items": int, "min": 1})
     split_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the 564/100 train/test split"})
     seed: int = dataclasses.field(default=0, metadata={"help": "seed of sampling, scoring and search"})
@@ -85,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     space = VARIANTS[cfg.space]
     if cfg.resolution not in space.resolutions:
         raise ValueError(f"--resolution {cfg.resolution} must be one of the space's resolutions {list(space.resolutions)}")
+    search_space = space.with_resolutions([int(v) for v in cfg.search_resolutions.split(",")]) \
+        if cfg.search_resolutions.strip() else space
     data = {r: load_nuclei(cfg.data_dir, r, cfg.split_seed) for r in space.resolutions}
     # the counts of trained networks and the speed check only add work: a finished run can be
     # extended (more random candidates, seeds or found networks) without redoing the rest
@@ -149,9 +154,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     budget = cfg.flops_fraction * min(b["flops"] for b in base_info.values())
 
     # ---- 4. search
-    nsga, columns = run_nsga2(scorer, cfg.population, cfg.generations, k_nsga, out / "nsga2.jsonl")
-    rea = run_rea(scorer, budget, cfg.rea_evaluations, k_rea, out / "rea.jsonl")
-    seen = np.unique(np.concatenate([pool, nsga.archs.reshape(-1, pool.shape[1]), rea.archs.reshape(-1, pool.shape[1])]), axis=0)
+    nsga, columns = run_nsga2(scorer, cfg.population, cfg.generations, k_nsga, out / "nsga2.jsonl", space=search_space)
+    rea = run_rea(scorer, budget, cfg.rea_evaluations, k_rea, out / "rea.jsonl", space=search_space)
+    allowed = np.isin(pool[:, 0], [space.resolutions.index(v) for v in search_space.resolutions])
+    seen = np.unique(np.concatenate([pool[allowed], searched(scorer, nsga, search_space), searched(scorer, rea, search_space)]), axis=0)
     seen_costs, seen_agg = scorer.costs(seen), scorer.aggregate(seen)
     fronts = {}
     for device in ["flops"] + [f"latency_{d}" for d in tables]:
@@ -199,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 **{k: recs[0][k] for k in recs[0] if k.startswith("latency")}}
 
     summary = {
-        "split_seed": cfg.split_seed, "evaluation_resolution": r, "train": int(len(data[r][0].x)), "test": int(len(data[r][1].x)),
+        "split_seed": cfg.split_seed, "evaluation_resolution": r,
+        "search_resolutions": list(search_space.resolutions), "train": int(len(data[r][0].x)), "test": int(len(data[r][1].x)),
         "recipe": dataclasses.asdict(tcfg), "proxies": list(chosen),
         "baseline": {name: entry(name) for name in BASELINES},
         "found": [entry(f"found_{i + 1}") | {"aggregate": float(scorer.aggregate(space.from_string(results[(f'found_{i + 1}', 0)]['arch']))[0])}

@@ -48,10 +48,11 @@ class Scorer:
             out[f"latency_{device}"] = latency.predict(self.space, table, archs)
         return out
 
-    def remember(self, trace) -> None:
+    def remember(self, trace, space: HybridSpace | None = None) -> None:
         """Cache the raw scores a search logged as its report (replayed steps included), so a
-        resumed run does not score its candidates again."""
-        archs = np.asarray(trace.archs).reshape(-1, *self.space.arch_shape)
+        resumed run does not score its candidates again. ``space``: the variant the search ran
+        in (:func:`searched`)."""
+        archs = searched(self, trace, space)
         report = np.asarray(trace.report, np.float64).reshape(len(archs), -1)
         self.cache.update({self.space.to_string(a): r for a, r in zip(archs, report)})
 
@@ -59,11 +60,19 @@ class Scorer:
         return proxies.aggregate(self.raw(archs), self.reference)
 
 
-def nsga2_objective(scorer: Scorer) -> tuple[Callable, list[str]]:
+def searched(scorer: Scorer, trace, space: HybridSpace | None = None) -> np.ndarray:
+    """A search trace's candidates as genomes of the scorer's space (a search may run in a
+    variant of it, e.g. one resolution only: genes are re-encoded by value)."""
+    archs = np.asarray(trace.archs).reshape(-1, *(space or scorer.space).arch_shape)
+    return archs if space is None else scorer.space.convert(archs, space)
+
+
+def nsga2_objective(scorer: Scorer, space: HybridSpace | None = None) -> tuple[Callable, list[str]]:
     """``archs -> ((B, 1 + C) fitness, (B, P) raw scores)``: the aggregate, then every cost
-    negated (NSGA-II maximises); and the column names."""
+    negated (NSGA-II maximises); and the column names. ``space``: the variant the searched
+    genomes belong to (default: the scorer's)."""
     def objective(archs):
-        archs = np.asarray(archs)
+        archs = np.asarray(archs) if space is None else scorer.space.convert(archs, space)
         c = scorer.costs(archs)
         F = np.column_stack([scorer.aggregate(archs)] + [-c[k] for k in sorted(c)])
         return F, scorer.raw(archs)
@@ -71,26 +80,30 @@ def nsga2_objective(scorer: Scorer) -> tuple[Callable, list[str]]:
     return objective, ["aggregate"] + [f"-{k}" for k in costs]
 
 
-def run_nsga2(scorer: Scorer, population: int, generations: int, key, log: Path, progress: bool = True):
-    objective, columns = nsga2_objective(scorer)
-    strategy = N.nsga2(scorer.space, population=population, num_objectives=len(columns))
+def run_nsga2(scorer: Scorer, population: int, generations: int, key, log: Path, progress: bool = True,
+              space: HybridSpace | None = None):
+    """NSGA-II over ``space`` (default: the scorer's; its trace holds that variant's genomes,
+    :func:`searched` turns them into the scorer's)."""
+    objective, columns = nsga2_objective(scorer, space)
+    strategy = N.nsga2(space or scorer.space, population=population, num_objectives=len(columns))
     trace = strategies.run(strategy, None, objective, population * (generations + 1), key, log=log, progress=progress)
-    scorer.remember(trace)
+    scorer.remember(trace, space)
     return trace, columns
 
 
 def run_rea(scorer: Scorer, flops_budget: float, evaluations: int, key, log: Path, penalty: float = 10.0,
-            population: int = 20, sample_size: int = 5, progress: bool = True):
-    """Regularized evolution on ``aggregate - penalty * complexity(flops, budget)``."""
+            population: int = 20, sample_size: int = 5, progress: bool = True, space: HybridSpace | None = None):
+    """Regularized evolution on ``aggregate - penalty * complexity(flops, budget)`` over
+    ``space`` (as :func:`run_nsga2`)."""
     def objective(archs):
-        archs = np.asarray(archs)
+        archs = np.asarray(archs) if space is None else scorer.space.convert(archs, space)
         flops = scorer.costs(archs)["flops"]
         fit = scorer.aggregate(archs) - penalty * np.array([complexity(f, flops_budget) for f in flops])
         return fit, scorer.raw(archs)
 
-    strategy = strategies.regularized_evolution(scorer.space, population=population, sample_size=sample_size)
+    strategy = strategies.regularized_evolution(space or scorer.space, population=population, sample_size=sample_size)
     trace = strategies.run(strategy, None, objective, evaluations, key, log=log, progress=progress)
-    scorer.remember(trace)
+    scorer.remember(trace, space)
     return trace
 
 

@@ -193,6 +193,24 @@ class HybridSpace(Categorical):
             flat[block == "conv", self.gene(s, "mlp")] = 0
         return flat.reshape(a.shape)
 
+    def with_resolutions(self, resolutions) -> "HybridSpace":
+        """The same space with only ``resolutions`` as input sizes (a search restricted to the
+        size a network is evaluated at); its genomes map back with :meth:`convert`."""
+        res = tuple(sorted({int(r) for r in resolutions}))
+        bad = [r for r in res if r not in self.resolutions]
+        if not res or bad:
+            raise ValueError(f"resolutions {list(resolutions)}: each must be one of the space's {list(self.resolutions)}")
+        return dataclasses.replace(self, resolutions=res)
+
+    def convert(self, archs, source: "HybridSpace") -> np.ndarray:
+        """Genomes of ``source`` (another variant of this space, e.g. :meth:`with_resolutions`)
+        re-encoded in this one by value: gene indices differ between variants, values do not.
+        A value this space lacks is a ValueError naming it."""
+        a = np.asarray(source.check(archs))
+        flat = a.reshape(-1, a.shape[-1])
+        out = [self.from_string(source.to_string(x)) for x in flat]
+        return np.stack(out).reshape(*a.shape[:-1], *self.arch_shape) if out else np.zeros((*a.shape[:-1], *self.arch_shape), np.int32)
+
     # ----------------------------------------------------------------- strings
     def to_string(self, arch) -> str:
         c = self.decode(arch)
