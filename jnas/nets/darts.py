@@ -165,11 +165,12 @@ class SearchCell(nn.Module):
         return jnp.concatenate(states[2:], axis=-1)
 
 
-def _network(x, train: bool, C: int, layers: int, stem_multiplier: int, num_classes: int, cell) -> Array:
+def _network(x, train: bool, C: int, layers: int, stem_multiplier: int, num_classes: int, cell, aux=None) -> Array:
     """The DARTS macro-architecture shared by the search and evaluation networks: 3x3 stem
     (stem_multiplier * C) -> ``layers`` cells, reductions at 1/3 and 2/3 depth doubling C,
     each cell fed by the two previous outputs -> global average pool -> linear.
-    ``cell(i, c, reduction, reduction_prev, s0, s1)`` applies cell i. Call inside a compact method."""
+    ``cell(i, c, reduction, reduction_prev, s0, s1)`` applies cell i; ``aux(s1)``, if given, sees
+    the output of cell ``2 * layers // 3`` (the second reduction). Call inside a compact method."""
     s = batch_norm(train, "stem_bn")(_conv(stem_multiplier * C, 3, name="stem")(x))
     s0 = s1 = s
     c, reduction_prev = C, False
@@ -179,6 +180,8 @@ def _network(x, train: bool, C: int, layers: int, stem_multiplier: int, num_clas
             c *= 2
         s0, s1 = s1, cell(i, c, reduction, reduction_prev, s0, s1)
         reduction_prev = reduction
+        if aux is not None and i == 2 * layers // 3:
+            aux(s1)
     y = s1.mean(axis=(1, 2))
     return nn.Dense(num_classes, kernel_init=torch_kernel_init, bias_init=torch_bias_init(y.shape[-1]), name="classifier")(y)
 
@@ -211,15 +214,43 @@ class DartsSupernet(nn.Module):
         return _network(x, train, self.C, self.layers, self.stem_multiplier, self.num_classes, cell)
 
 
+def drop_path(x: Array, rate, key: Array) -> Array:
+    """Zero whole examples of ``x`` with probability ``rate`` and scale the rest by
+    ``1 / (1 - rate)`` (DARTS's drop path on one op's output; Larsson et al. 2017)."""
+    keep = 1.0 - rate
+    mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+
+
+class AuxiliaryHead(nn.Module):
+    """DARTS's auxiliary CIFAR classifier on the 8x8 output of the second reduction cell:
+    ReLU -> 5x5 average pool, stride 3 (2x2) -> 1x1 conv 128 -> BN -> ReLU -> 2x2 conv 768 ->
+    BN -> ReLU -> linear. Its loss, weighted 0.4 in DARTS, is added during training only."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        if x.shape[1] < 5 or x.shape[2] < 5:
+            raise ValueError(f"the auxiliary head needs at least 5x5 maps after the second reduction cell, got "
+                             f"{x.shape[1]}x{x.shape[2]} (inputs of at least 20x20 pixels)")
+        x = nn.avg_pool(nn.relu(x), (5, 5), strides=(3, 3), padding="VALID")
+        x = nn.relu(batch_norm(train, "bn_1")(_conv(128, 1, name="conv_1")(x)))
+        x = nn.relu(batch_norm(train, "bn_2")(_conv(768, 2, name="conv_2")(x)))
+        y = x.mean(axis=(1, 2))  # 1x1 at CIFAR size; pooled so other sizes keep 768 features
+        return nn.Dense(self.num_classes, kernel_init=torch_kernel_init, bias_init=torch_bias_init(768), name="classifier")(y)
+
+
 class EvalCell(nn.Module):
-    """A derived DARTS cell: node j sums the genotype's two ops on its two chosen inputs."""
+    """A derived DARTS cell: node j sums the genotype's two ops on its two chosen inputs;
+    in training, each op's output but the identity's is dropped with ``drop_rate`` (drop path)."""
 
     features: int
     reduction: bool
     reduction_prev: bool
 
     @nn.compact
-    def __call__(self, s0: Array, s1: Array, genotype, train: bool) -> Array:
+    def __call__(self, s0: Array, s1: Array, genotype, train: bool, drop_rate=0.0) -> Array:
         c = self.features
         if self.reduction_prev:
             s0 = FactorizedReduce(c, name="preprocess0")(s0, train)
@@ -232,7 +263,11 @@ class EvalCell(nn.Module):
             for slot in range(2):
                 i, o = (int(v) for v in genotype[n, slot])
                 stride = 2 if self.reduction and i < 2 else 1
-                h = h + _eval_op(space.OPS[o], c, stride, f"node{n + 2}_{slot}", states[i], train)
+                y = _eval_op(space.OPS[o], c, stride, f"node{n + 2}_{slot}", states[i], train)
+                identity = space.OPS[o] == "skip_connect" and stride == 1
+                if train and not identity and not (isinstance(drop_rate, float) and drop_rate == 0.0):
+                    y = drop_path(y, drop_rate, self.make_rng("dropout"))
+                h = h + y
             states.append(h)
         return jnp.concatenate(states[2:], axis=-1)
 
@@ -256,10 +291,12 @@ class DartsNetwork(nn.Module):
     linear. ``apply(v, x, genotype, train)`` with a concrete ``(2, 4, 2, 2)`` genotype.
 
     Each genotype has its own topology, so the genotype is static (``select = "static"``:
-    the trainer compiles once per genotype). DARTS's evaluation extras -- the auxiliary head
-    (weight 0.4) and drop path (0.2) -- are not included; parameter counts therefore compare
-    with the published counts without the auxiliary head (P-DARTS at C=36, 20 layers:
-    3,433,798).
+    the trainer compiles once per genotype). DARTS's evaluation extras: ``auxiliary=True``
+    adds the :class:`AuxiliaryHead` after the second reduction cell, whose logits are sown
+    as ``intermediates/aux_logits`` in training (the trainer's ``aux_weight`` adds their loss);
+    ``drop_path`` (a rate, traced, so a schedule needs no recompile; needs a ``"dropout"``
+    rng) drops op outputs in training. Published parameter counts leave the auxiliary head
+    out (P-DARTS at C=36, 20 layers: 3,433,798).
     """
 
     C: int = 36
@@ -267,11 +304,16 @@ class DartsNetwork(nn.Module):
     num_classes: int = 10
     stem_multiplier: int = 3
     select: str = "static"
+    auxiliary: bool = False
 
     @nn.compact
-    def __call__(self, x: Float[Array, "b h w c"], genotype, train: bool = True):
+    def __call__(self, x: Float[Array, "b h w c"], genotype, train: bool = True, drop_path=0.0):
         genotype = space.check(concrete(genotype, "DartsNetwork", "genotype"))
         def cell(i, c, reduction, reduction_prev, s0, s1):
-            return EvalCell(c, reduction, reduction_prev, name=f"cell_{i}")(s0, s1, genotype[int(reduction)], train)
+            return EvalCell(c, reduction, reduction_prev, name=f"cell_{i}")(s0, s1, genotype[int(reduction)], train, drop_path)
 
-        return _network(x, train, self.C, self.layers, self.stem_multiplier, self.num_classes, cell)
+        def aux(s):
+            self.sow("intermediates", "aux_logits", AuxiliaryHead(self.num_classes, name="auxiliary")(s, train))
+
+        return _network(x, train, self.C, self.layers, self.stem_multiplier, self.num_classes, cell,
+                        aux if self.auxiliary and train else None)

@@ -120,13 +120,48 @@ def from_string(text: str) -> np.ndarray:
     return check(arch)
 
 
-# DARTS-V2, the cell DARTS reports for CIFAR-10 (genotypes.py of the DARTS code).
+# Published CIFAR-10 cells, in the ``Genotype`` text of their authors' code (genotypes.py of
+# the DARTS, PC-DARTS and P-DARTS repositories). DARTS_V1 is first-order DARTS, DARTS_V2
+# second order.
+DARTS_V1 = (
+    "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1), "
+    "('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)], normal_concat=[2, 3, 4, 5], "
+    "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), "
+    "('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"
+)
 DARTS_V2 = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
     "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], "
     "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), "
     "('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
 )
+PC_DARTS = (
+    "Genotype(normal=[('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 0), ('dil_conv_3x3', 1), "
+    "('sep_conv_5x5', 0), ('sep_conv_3x3', 1), ('avg_pool_3x3', 0), ('dil_conv_3x3', 1)], normal_concat=[2, 3, 4, 5], "
+    "reduce=[('sep_conv_5x5', 1), ('max_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_5x5', 2), "
+    "('sep_conv_3x3', 0), ('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('sep_conv_3x3', 2)], reduce_concat=[2, 3, 4, 5])"
+)
+PDARTS = (
+    "Genotype(normal=[('skip_connect', 0), ('dil_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), "
+    "('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 0), ('dil_conv_5x5', 4)], normal_concat=[2, 3, 4, 5], "
+    "reduce=[('avg_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('dil_conv_5x5', 2), "
+    "('max_pool_3x3', 0), ('dil_conv_3x3', 1), ('dil_conv_3x3', 1), ('dil_conv_5x5', 3)], reduce_concat=[2, 3, 4, 5])"
+)
+GENOTYPES = {"DARTS_V1": DARTS_V1, "DARTS_V2": DARTS_V2, "PC_DARTS": PC_DARTS, "PDARTS": PDARTS}
+# Parameter counts (millions) of their CIFAR-10 evaluation networks (C=36, 20 cells, without the
+# auxiliary head, which the papers' counts leave out): DARTS paper Table 1 (3.3 M, first and
+# second order), PC-DARTS paper Table 1 (3.6 M), P-DARTS paper Table 1 (3.4 M).
+PUBLISHED_PARAMS_M = {"DARTS_V1": 3.3, "DARTS_V2": 3.3, "PC_DARTS": 3.6, "PDARTS": 3.4}
+
+
+def genotype(name_or_text: str) -> np.ndarray:
+    """A published genotype by name (:data:`GENOTYPES`) or any ``Genotype(...)`` text."""
+    text = name_or_text.strip()
+    if text.startswith("Genotype("):
+        return from_string(text)
+    if text not in GENOTYPES:
+        raise ValueError(f"unknown DARTS genotype {text!r}: give one of {sorted(GENOTYPES)} or a 'Genotype(...)' string")
+    return from_string(GENOTYPES[text])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import inspect
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 
 from jnas import checkpoints
 from jnas.data.datasets import ImageData
-from jnas.data.pipeline import augment, epoch_batches, normalize, num_batches, resize
+from jnas.data.pipeline import augment, cutout, epoch_batches, normalize, num_batches, resize
 from jnas.train.optim import adam_cosine, cosine_lr, sgd_cosine
 
 PyTree = Any
@@ -53,7 +54,12 @@ class TrainConfig:
     resolution: int | None = None
     eval_batch_size: int = 1000
     optimizer: str = "sgd"  # "sgd" (NB201) or "adam"
-
+    # DARTS's evaluation extras (0: off): cutout side in pixels (DARTS: 16), auxiliary-head
+    # loss weight (0.4; the net must sow ``intermediates/aux_logits``), drop-path rate (0.2,
+    # ramped linearly from 0 over the epochs; the net's ``__call__`` must take ``drop_path``)
+    cutout: int = 0
+    aux_weight: float = 0.0
+    drop_path: float = 0.0
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam"):
@@ -61,6 +67,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.cutout < 0 or self.aux_weight < 0 or not 0 <= self.drop_path < 1:
+            raise ValueError(f"TrainConfig needs cutout >= 0, aux_weight >= 0 and 0 <= drop_path < 1, got "
+                             f"{self.cutout}, {self.aux_weight}, {self.drop_path}")
 
 
 class TrainState(NamedTuple):
@@ -114,14 +123,26 @@ def make_init(net: nn.Module, tx: optax.GradientTransformation, spec, config: Tr
     return init
 
 
-def make_train_step(net: nn.Module, tx: optax.GradientTransformation, spec, config: TrainConfig) -> Callable:
-    """``step(state, arch, x_uint8, y, key) -> (state, {"loss", "correct"})``, jitted once."""
+def make_train_step(net: nn.Module, tx: optax.GradientTransformation, spec, config: TrainConfig,
+                    steps_per_epoch: int = 1) -> Callable:
+    """``step(state, arch, x_uint8, y, key) -> (state, {"loss", "correct"})``, jitted once.
+    ``steps_per_epoch`` sets the drop-path ramp (rate x epoch / epochs, as DARTS)."""
+    if config.drop_path and "drop_path" not in inspect.signature(net.__call__).parameters:
+        raise ValueError(f"TrainConfig.drop_path needs a network whose __call__ takes drop_path (DartsNetwork); "
+                         f"{type(net).__name__} does not")
+    mutable = ["batch_stats", "intermediates"] if config.aux_weight else ["batch_stats"]
 
-    def loss_fn(params, batch_stats, arch, x, y):
-        logits, updates = net.apply(
-            {"params": params, "batch_stats": batch_stats}, x, arch, train=True, mutable=["batch_stats"]
-        )
+    def loss_fn(params, batch_stats, arch, x, y, key, rate):
+        extra = {"drop_path": rate, "rngs": {"dropout": key}} if config.drop_path else {}
+        logits, updates = net.apply({"params": params, "batch_stats": batch_stats}, x, arch, train=True,
+                                    mutable=mutable, **extra)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        if config.aux_weight:
+            aux = updates.get("intermediates", {}).get("aux_logits")
+            if aux is None:
+                raise ValueError(f"TrainConfig.aux_weight needs a network with an auxiliary head that sows "
+                                 f"'aux_logits' (DartsNetwork(auxiliary=True)); {type(net).__name__} has none")
+            loss = loss + config.aux_weight * optax.softmax_cross_entropy_with_integer_labels(aux[0], y).mean()
         return loss, (updates.get("batch_stats", {}), jnp.sum(jnp.argmax(logits, -1) == y))
 
     @functools.partial(jax.jit, static_argnums=1 if _is_static(net) else ())
@@ -130,8 +151,11 @@ def make_train_step(net: nn.Module, tx: optax.GradientTransformation, spec, conf
         x = _inputs(x, spec, config.resolution)
         if config.augment:
             x = augment(key, x)
+        if config.cutout:
+            x = cutout(jax.random.fold_in(key, 1), x, config.cutout)
+        rate = config.drop_path * (state.step // steps_per_epoch).astype(jnp.float32) / config.epochs
         (loss, (stats, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.batch_stats, arch, x, y
+            state.params, state.batch_stats, arch, x, y, jax.random.fold_in(key, 2), rate
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -249,7 +273,7 @@ def _compiled(net: nn.Module, spec, config: TrainConfig, steps: int, static_arch
     kernel's limit per process (``vm.max_map_count``, 65,530 by default), crashing XLA.
     """
     tx = optimizer(config, steps)
-    return tx, make_init(net, tx, spec, config), make_train_step(net, tx, spec, config), make_eval_step(net, spec, config)
+    return tx, make_init(net, tx, spec, config), make_train_step(net, tx, spec, config, steps), make_eval_step(net, spec, config)
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -111,24 +111,22 @@ def _check_resume(net, arch, tr, va, cfg, full, tmp_path):
     assert drop(train.read_metrics(tmp_path / "resumed" / "metrics.csv")) == drop(full)
 
 
-PDARTS = ("Genotype(normal=[('skip_connect', 0), ('dil_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), "
-          "('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 0), ('dil_conv_5x5', 4)], normal_concat=range(2, 6), "
-          "reduce=[('avg_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('dil_conv_5x5', 2), ('max_pool_3x3', 0), "
-          "('dil_conv_3x3', 1), ('dil_conv_3x3', 1), ('dil_conv_5x5', 3)], reduce_concat=range(2, 6))")
-
-
-@pytest.mark.parametrize("genotype,published", [
-    (PDARTS, 3_433_798),  # P-DARTS, C=36, 20 cells, no auxiliary head (count from the P-DARTS code)
-    ("DARTS_V2", 3_349_342),  # DARTS V2: "param size = 3.349342MB" in the DARTS evaluation logs (paper: 3.3M)
-])
-def test_darts_network_parameter_counts_match_published(genotype, published):
+@pytest.mark.parametrize("name,tolerance", [("DARTS_V1", 0.05), ("DARTS_V2", 0.02), ("PC_DARTS", 0.02), ("PDARTS", 0.02)])
+def test_published_darts_genotypes_have_their_published_parameter_counts(name, tolerance):
+    """Within 2% of the papers' counts (C=36, 20 cells, no auxiliary head); the two exact
+    counts known from the authors' logs and code hold to 0.1%: DARTS_V2 "param size =
+    3.349342MB" (DARTS evaluation log), P-DARTS 3,433,798 (P-DARTS code). DARTS_V1: the
+    released first-order genotype builds 3.17 M, 4% under the paper's 3.3 M for first-order
+    DARTS (no log of that count was found; the same network code matches the two exact counts)."""
     from jnas.spaces import darts
 
-    text = darts.DARTS_V2 if genotype == "DARTS_V2" else genotype
-    net, arch = train.realise("darts", text, 10)
+    net, arch = train.realise("darts", name, 10)  # published genotypes load by name
     shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), arch, train=False))
     count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
-    assert abs(count - published) <= 0.01 * published, count
+    published = 1e6 * darts.PUBLISHED_PARAMS_M[name]
+    assert abs(count - published) <= tolerance * published, count
+    exact = {"DARTS_V2": 3_349_342, "PDARTS": 3_433_798}.get(name)
+    assert exact is None or abs(count - exact) <= 1e-3 * exact, count
 
 
 def test_darts_network_needs_a_concrete_genotype(key):
