@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jnas.nets.kernels import avg_pool_3x3, batch_norm
+from jnas.nets.kernels import avg_pool_3x3, batch_norm, depthwise
 from jnas.nets.layers import ReLUConvBN, channel_shuffle, concrete, torch_bias_init, torch_kernel_init
 from jnas.spaces import darts as space
 
@@ -57,6 +57,34 @@ class FactorizedReduce(nn.Module):
         return batch_norm(train, "bn", self.affine)(jnp.concatenate([a, b], axis=-1))
 
 
+DEPTHWISE = ("xla", "shifted")
+
+
+class DepthwiseConv(nn.Module):
+    """k x k depthwise convolution without bias, DARTS's padding, as ``k * k`` shifted
+    multiply-adds (:func:`jnas.nets.kernels.depthwise`); the same ``kernel`` parameter of
+    shape ``(k, k, 1, c)`` and initialisation as the grouped ``nn.Conv`` it replaces."""
+
+    kernel: int
+    stride: int = 1
+    dilation: int = 1
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        w = self.param("kernel", torch_kernel_init, (self.kernel, self.kernel, 1, x.shape[-1]))
+        return depthwise(x, w.astype(x.dtype), self.stride, self.dilation)
+
+
+def _depthwise(impl: str, c: int, k: int, stride: int = 1, dilation: int = 1, name: str | None = None):
+    """The depthwise convolution of SepConv/DilConv: XLA's grouped convolution (``"xla"``) or
+    shifted multiply-adds (``"shifted"``, faster on XLA:CPU); same parameters either way."""
+    if impl == "shifted":
+        return DepthwiseConv(k, stride, dilation, name=name)
+    if impl != "xla":
+        raise ValueError(f"unknown depthwise implementation {impl!r}; choose one of {list(DEPTHWISE)}")
+    return _conv(c, k, stride, dilation, groups=c, name=name)
+
+
 class SepConv(nn.Module):
     """Separable conv applied twice (DARTS ``SepConv``)."""
 
@@ -64,13 +92,14 @@ class SepConv(nn.Module):
     kernel: int
     stride: int = 1
     affine: bool = True
+    depthwise: str = "xla"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         c_in = x.shape[-1]
-        y = _conv(c_in, self.kernel, self.stride, groups=c_in, name="dw_1")(nn.relu(x))
+        y = _depthwise(self.depthwise, c_in, self.kernel, self.stride, name="dw_1")(nn.relu(x))
         y = batch_norm(train, "bn_1", self.affine)(_conv(c_in, 1, name="pw_1")(y))
-        y = _conv(c_in, self.kernel, groups=c_in, name="dw_2")(nn.relu(y))
+        y = _depthwise(self.depthwise, c_in, self.kernel, name="dw_2")(nn.relu(y))
         return batch_norm(train, "bn_2", self.affine)(_conv(self.features, 1, name="pw_2")(y))
 
 
@@ -82,11 +111,12 @@ class DilConv(nn.Module):
     stride: int = 1
     dilation: int = 2
     affine: bool = True
+    depthwise: str = "xla"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         c_in = x.shape[-1]
-        y = _conv(c_in, self.kernel, self.stride, self.dilation, groups=c_in, name="dw")(nn.relu(x))
+        y = _depthwise(self.depthwise, c_in, self.kernel, self.stride, self.dilation, name="dw")(nn.relu(x))
         return batch_norm(train, "bn", self.affine)(_conv(self.features, 1, name="pw")(y))
 
 
@@ -104,6 +134,7 @@ class MixedOp(nn.Module):
     stride: int
     partial: int = 1
     skip_dropout: bool = False
+    depthwise: str = "xla"
 
     @nn.compact
     def __call__(self, x: Array, w: Float[Array, "8"], train: bool, drop_rate: Array | float = 0.0) -> Array:
@@ -123,10 +154,10 @@ class MixedOp(nn.Module):
             "max_pool_3x3": batch_norm(train, "max_pool_bn", False)(_pool("max", x, s)),
             "avg_pool_3x3": batch_norm(train, "avg_pool_bn", False)(_pool("avg", x, s)),
             "skip_connect": x if s == 1 else FactorizedReduce(c, affine=False, name="skip_connect")(x, train),
-            "sep_conv_3x3": SepConv(c, 3, s, affine=False, name="sep_conv_3x3")(x, train),
-            "sep_conv_5x5": SepConv(c, 5, s, affine=False, name="sep_conv_5x5")(x, train),
-            "dil_conv_3x3": DilConv(c, 3, s, affine=False, name="dil_conv_3x3")(x, train),
-            "dil_conv_5x5": DilConv(c, 5, s, affine=False, name="dil_conv_5x5")(x, train),
+            "sep_conv_3x3": SepConv(c, 3, s, affine=False, depthwise=self.depthwise, name="sep_conv_3x3")(x, train),
+            "sep_conv_5x5": SepConv(c, 5, s, affine=False, depthwise=self.depthwise, name="sep_conv_5x5")(x, train),
+            "dil_conv_3x3": DilConv(c, 3, s, affine=False, depthwise=self.depthwise, name="dil_conv_3x3")(x, train),
+            "dil_conv_5x5": DilConv(c, 5, s, affine=False, depthwise=self.depthwise, name="dil_conv_5x5")(x, train),
         }
         if self.skip_dropout and s == 1:  # P-DARTS: dropout after the identity op
             skip = outs["skip_connect"]
@@ -144,6 +175,7 @@ class SearchCell(nn.Module):
     reduction_prev: bool
     partial: int = 1
     skip_dropout: bool = False
+    depthwise: str = "xla"
 
     @nn.compact
     def __call__(self, s0: Array, s1: Array, weights: Float[Array, "14 8"], train: bool, drop_rate=0.0) -> Array:
@@ -159,7 +191,7 @@ class SearchCell(nn.Module):
             for i in range(j):
                 e = space.edge_index(i, j)
                 stride = 2 if self.reduction and i < 2 else 1
-                op = MixedOp(c, stride, self.partial, self.skip_dropout, name=f"edge_{e}")
+                op = MixedOp(c, stride, self.partial, self.skip_dropout, self.depthwise, name=f"edge_{e}")
                 node = node + op(states[i], weights[e], train, drop_rate)
             states.append(node)
         return jnp.concatenate(states[2:], axis=-1)
@@ -189,7 +221,8 @@ def _network(x, train: bool, C: int, layers: int, stem_multiplier: int, num_clas
 class DartsSupernet(nn.Module):
     """DARTS search network: 3x3 stem (3C) -> ``layers`` cells, reduction cells at 1/3 and
     2/3 depth doubling C -> global pool -> linear. ``apply(v, x, weights, train, drop_rate)``
-    with ``weights = {"normal": (14, 8), "reduce": (14, 8)}``."""
+    with ``weights = {"normal": (14, 8), "reduce": (14, 8)}``. ``depthwise``: how the
+    separable convolutions' depthwise part runs (:data:`DEPTHWISE`; same parameters)."""
 
     C: int = 16
     layers: int = 8
@@ -197,6 +230,7 @@ class DartsSupernet(nn.Module):
     stem_multiplier: int = 3
     partial: int = 1
     skip_dropout: bool = False
+    depthwise: str = "xla"
 
     @nn.compact
     def __call__(self, x: Float[Array, "b h w c"], weights: dict[str, Array], train: bool = True, drop_rate=0.0):
@@ -208,7 +242,7 @@ class DartsSupernet(nn.Module):
         def cell(i, c, reduction, reduction_prev, s0, s1):
             if c % self.partial:
                 raise ValueError(f"partial={self.partial} must divide the cell width {c}")
-            m = SearchCell(c, reduction, reduction_prev, self.partial, self.skip_dropout, name=f"cell_{i}")
+            m = SearchCell(c, reduction, reduction_prev, self.partial, self.skip_dropout, self.depthwise, name=f"cell_{i}")
             return m(s0, s1, weights["reduce" if reduction else "normal"], train, drop_rate)
 
         return _network(x, train, self.C, self.layers, self.stem_multiplier, self.num_classes, cell)
@@ -248,6 +282,7 @@ class EvalCell(nn.Module):
     features: int
     reduction: bool
     reduction_prev: bool
+    depthwise: str = "xla"
 
     @nn.compact
     def __call__(self, s0: Array, s1: Array, genotype, train: bool, drop_rate=0.0) -> Array:
@@ -263,7 +298,7 @@ class EvalCell(nn.Module):
             for slot in range(2):
                 i, o = (int(v) for v in genotype[n, slot])
                 stride = 2 if self.reduction and i < 2 else 1
-                y = _eval_op(space.OPS[o], c, stride, f"node{n + 2}_{slot}", states[i], train)
+                y = _eval_op(space.OPS[o], c, stride, f"node{n + 2}_{slot}", states[i], train, self.depthwise)
                 identity = space.OPS[o] == "skip_connect" and stride == 1
                 if train and not identity and not (isinstance(drop_rate, float) and drop_rate == 0.0):
                     y = drop_path(y, drop_rate, self.make_rng("dropout"))
@@ -272,7 +307,7 @@ class EvalCell(nn.Module):
         return jnp.concatenate(states[2:], axis=-1)
 
 
-def _eval_op(name: str, c: int, stride: int, module_name: str, x: Array, train: bool) -> Array:
+def _eval_op(name: str, c: int, stride: int, module_name: str, x: Array, train: bool, depthwise: str = "xla") -> Array:
     """One op of a derived cell, as in the DARTS evaluation network (affine BN, pools without BN)."""
     if name == "max_pool_3x3":
         return _pool("max", x, stride)
@@ -281,8 +316,8 @@ def _eval_op(name: str, c: int, stride: int, module_name: str, x: Array, train: 
     if name == "skip_connect":
         return x if stride == 1 else FactorizedReduce(c, name=module_name)(x, train)
     if name.startswith("sep_conv"):
-        return SepConv(c, int(name[-1]), stride, name=module_name)(x, train)
-    return DilConv(c, int(name[-1]), stride, name=module_name)(x, train)
+        return SepConv(c, int(name[-1]), stride, depthwise=depthwise, name=module_name)(x, train)
+    return DilConv(c, int(name[-1]), stride, depthwise=depthwise, name=module_name)(x, train)
 
 
 class DartsNetwork(nn.Module):
@@ -305,12 +340,13 @@ class DartsNetwork(nn.Module):
     stem_multiplier: int = 3
     select: str = "static"
     auxiliary: bool = False
+    depthwise: str = "xla"
 
     @nn.compact
     def __call__(self, x: Float[Array, "b h w c"], genotype, train: bool = True, drop_path=0.0):
         genotype = space.check(concrete(genotype, "DartsNetwork", "genotype"))
         def cell(i, c, reduction, reduction_prev, s0, s1):
-            return EvalCell(c, reduction, reduction_prev, name=f"cell_{i}")(s0, s1, genotype[int(reduction)], train, drop_path)
+            return EvalCell(c, reduction, reduction_prev, self.depthwise, name=f"cell_{i}")(s0, s1, genotype[int(reduction)], train, drop_path)
 
         def aux(s):
             self.sow("intermediates", "aux_logits", AuxiliaryHead(self.num_classes, name="auxiliary")(s, train))

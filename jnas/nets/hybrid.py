@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from jnas.nets.kernels import conv_fn
+from jnas.nets.kernels import conv_fn, depthwise
 from jnas.spaces.hybrid import BLOCKS, SPACE, HybridSpace
 
 EPS = 1e-5
@@ -67,22 +67,6 @@ def conv(x, w, stride: int = 1, groups: int = 1, fn: Callable = jax.lax.conv_gen
         total = max((-(-n // stride) - 1) * stride + k - n, 0)
         pads.append((total // 2, total - total // 2))
     return fn(x, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
-
-
-def depthwise(x, w):
-    """Depthwise "same" convolution with ``w`` of shape ``(k, k, 1, c)``, written as ``k * k``
-    shifted multiply-adds: the same numbers as ``conv(x, w, groups=c)``, but its weight
-    gradient is elementwise work, where XLA:CPU's grouped backward-filter convolution
-    measured 20x slower inside ``lax.map`` (docs/segmentation.md)."""
-    k = w.shape[0]
-    p = k // 2
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    h, wd = x.shape[1], x.shape[2]
-    out = jnp.zeros(x.shape[:3] + (w.shape[-1],), jnp.result_type(x, w))
-    for i in range(k):
-        for j in range(k):
-            out = out + xp[:, i:i + h, j:j + wd, :] * w[i, j, 0]
-    return out
 
 
 def upsample2(x):

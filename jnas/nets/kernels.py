@@ -245,6 +245,25 @@ def conv_general_dilated(
     return _explicit(lhs, rhs, tuple(int(s) for s in window_strides), pad, precision)
 
 
+def depthwise(x: Float[Array, "b h w c"], w: Float[Array, "k k 1 c"], stride: int = 1, dilation: int = 1) -> Array:
+    """Depthwise convolution with zero padding ``dilation * (k - 1) // 2`` per side ("same"
+    at stride 1, as DARTS's and the hybrid space's), written as ``k * k`` shifted, strided
+    multiply-adds: the numbers of ``lax.conv_general_dilated(..., feature_group_count=c)``,
+    but forward and gradients are elementwise work, where XLA:CPU's grouped convolutions
+    (forward and backward-filter) measured many times slower (docs/performance.md)."""
+    k = w.shape[0]
+    p = dilation * (k - 1) // 2
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    ho = (x.shape[1] + 2 * p - dilation * (k - 1) - 1) // stride + 1
+    wo = (x.shape[2] + 2 * p - dilation * (k - 1) - 1) // stride + 1
+    out = jnp.zeros((x.shape[0], ho, wo, w.shape[-1]), jnp.result_type(x, w))
+    for i in range(k):
+        for j in range(k):
+            a, b = i * dilation, j * dilation
+            out = out + xp[:, a:a + (ho - 1) * stride + 1:stride, b:b + (wo - 1) * stride + 1:stride, :] * w[i, j, 0]
+    return out
+
+
 def check_conv_grads(value: str, argument: str = "conv_grads") -> None:
     """Raise ValueError naming ``argument`` unless ``value`` is one of :data:`CONV_GRADS`."""
     if value not in CONV_GRADS:

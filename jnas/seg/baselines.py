@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jnas.nets.hybrid import _attention, _Ctx, depthwise, kernel_init, upsample2
+from jnas.nets.hybrid import _attention, _Ctx, kernel_init, upsample2
+from jnas.nets.kernels import depthwise
 
 BASELINES = ("unet", "unet_transformer")
 

@@ -105,3 +105,17 @@ def test_drop_path_reaches_every_op_but_the_identity_in_training_only():
                                                      mutable=["batch_stats"])[0], static_argnums=1)
         assert (not np.allclose(run(0.5, True), run(0.0, True), atol=1e-6)) == changes
         np.testing.assert_array_equal(run(0.5, False), run(0.0, False))
+
+
+@pytest.mark.parametrize("cls", ["SepConv", "DilConv"])
+def test_shifted_depthwise_ops_equal_grouped_ones_with_the_same_parameters(cls):
+    from jnas.nets import darts as D
+
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 6))
+    for k, stride in ((3, 1), (5, 2)):
+        a, b = getattr(D, cls)(6, k, stride), getattr(D, cls)(6, k, stride, depthwise="shifted")
+        v = a.init(jax.random.key(1), x, False)
+        assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, b.init(jax.random.key(1), x, False))
+        np.testing.assert_allclose(b.apply(v, x, False), a.apply(v, x, False), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown depthwise implementation 'cudnn'"):
+        getattr(D, cls)(6, 3, depthwise="cudnn").init(jax.random.key(1), x, False)
