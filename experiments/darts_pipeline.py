@@ -37,7 +37,7 @@ import numpy as np
 from experiments.common import parse, prepare_out
 from jnas import train
 from jnas.data import load, load_cifar10_subset
-from jnas.nets.darts import DartsNetwork, DartsSupernet
+from jnas.nets.darts import DEPTHWISE, DartsNetwork, DartsSupernet
 from jnas.oneshot import SearchConfig, darts_cells, driver
 from jnas.records import Records, write_json
 from jnas.spaces import darts as space
@@ -67,6 +67,7 @@ class Config:
     aux_weight: float = dataclasses.field(default=0.4, metadata={"help": "auxiliary-head loss weight (0: no head)", "min": 0.0})
     cutout: int = dataclasses.field(default=16, metadata={"help": "cutout side (0: off)", "min": 0})
     drop_path: float = dataclasses.field(default=0.2, metadata={"help": "drop-path rate at the last epoch", "min": 0.0, "max": 0.9})
+    depthwise: str = dataclasses.field(default="xla", metadata={"help": "depthwise convolutions of the separable ops: XLA's grouped convolution or shifted multiply-adds (same numbers)", "choices": DEPTHWISE})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/darts_pipeline", metadata={"help": "output folder"})
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for r in refs:
         space.genotype(r)  # an unknown name fails now, not after the searches
     out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config)
-                                                 if f.name not in ("out", "data_dir", "methods", "references")])
+                                                 if f.name not in ("out", "data_dir", "methods", "references", "depthwise")])
     trn, tst = load("cifar10", "train", cfg.data_dir), load("cifar10", "test", cfg.data_dir)
     key = jax.random.key(cfg.seed)
     results = Records(out / "results.jsonl", key=lambda r: (r["kind"], r["name"]))
@@ -145,7 +146,7 @@ def _search(method: str, cfg: Config, halves, key, folder: Path) -> dict:
     if steps == 0:
         raise ValueError(f"{len(tr[0])} search images per half are fewer than one batch of {cfg.batch}")
     conf = SearchConfig(total_steps=cfg.epochs * steps, estimator=est, warmup_steps=int(warm * cfg.epochs * steps))
-    stage = driver.Stage(net=DartsSupernet(C=cfg.C, layers=cfg.layers, partial=partial),
+    stage = driver.Stage(net=DartsSupernet(C=cfg.C, layers=cfg.layers, partial=partial, depthwise=cfg.depthwise),
                          init_alpha=lambda k: darts_cells.init_alpha(k, edge_norm=edge_norm),
                          mix=darts_cells.mixing_weights, op_mask=darts_cells.full_mask(), epochs=cfg.epochs)
     log = Records(folder / "alpha.jsonl", key=lambda r: r["epoch"])
@@ -176,7 +177,7 @@ def _skip_share(arch: np.ndarray) -> float:
 def _evaluate(name: str, text: str, cfg: Config, tcfg, data, test, key, folder: Path) -> dict:
     """Train the evaluation network of one genotype (resumable per epoch) and test it."""
     arch = space.from_string(text)
-    net = DartsNetwork(C=cfg.eval_C, layers=cfg.eval_layers, auxiliary=cfg.aux_weight > 0)
+    net = DartsNetwork(C=cfg.eval_C, layers=cfg.eval_layers, auxiliary=cfg.aux_weight > 0, depthwise=cfg.depthwise)
     t0 = time.perf_counter()
     state, history = train.fit(net, arch, data, None, tcfg, key, out=folder)
     _, acc = train.evaluate(net, state, arch, test, tcfg)

@@ -14,7 +14,7 @@ from experiments import seg_zero_shot
 
 ARGS = ["--space", "tiny", "--candidates", "24", "--random", "3", "--seeds", "2", "--epochs", "1", "--generations", "1",
         "--population", "8", "--rea-evaluations", "8", "--loop-check", "2", "--resolution", "32", "--chunk", "8",
-        "--latency-threads", "1"]
+        "--latency-threads", "1", "--search-resolutions", "32"]
 
 
 @pytest.mark.slow
@@ -26,6 +26,7 @@ def test_tiny_pipeline_summary_is_rederived_from_its_records(tmp_path, data_dir)
         d = [by[(name, s)]["dice"] for s in range(2)]
         assert e["dice_mean"] == pytest.approx(np.mean(d)) and e["dice_std"] == pytest.approx(np.std(d, ddof=1))
     for i, f in enumerate(summary["found"]):
+        assert f["arch"].startswith("r32|")  # searched at the evaluation resolution only
         assert f["flops"] <= summary["flops_budget"] * 1.25  # analytic budget, XLA count (within 20% at tiny sizes)
         assert f["dice_mean"] == pytest.approx(np.mean([by[(f"found_{i + 1}", s)]["dice"] for s in range(2)]))
     with open(tmp_path / "candidates.csv") as fh:
