@@ -4,7 +4,10 @@ supernet, search with NSGA-II and regularized evolution against FLOPs and per-de
 then train the found networks, random candidates and two hand-designed baselines (U-Net and
 U-Net + Transformer) under one recipe and compare Dice, IoU, params, FLOPs and latency.
 
-    python -m experiments.seg_zero_shot --data-dir ../shared/data --out runs/seg_zero_shot
+    python -m experiments.seg_zero_shot --data-dir ../shared/data --search-resolutions 64 --out runs/seg_zero_shot
+
+``--search-resolutions 64`` searches at the evaluation resolution only (the protocol of
+docs/segmentation.md; the default searches every input size of the space).
 
 Defaults: 1,000 candidates, 24 random candidates trained once, two found networks and both
 baselines trained with 3 seeds each, 64x64 evaluation, 564/100 split by ``--split-seed``.
