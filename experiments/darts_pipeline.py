@@ -25,6 +25,7 @@ and ``summary.json``; every stage resumes (rerun the same command).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ import numpy as np
 
 from experiments.common import parse, prepare_out
 from jnas import train
-from jnas.data import load, load_cifar10_subset
+from jnas.data import load, normalize
 from jnas.nets.darts import DEPTHWISE, DartsNetwork, DartsSupernet
 from jnas.oneshot import SearchConfig, darts_cells, driver
 from jnas.records import Records, write_json
@@ -79,6 +80,13 @@ def count_params(net, arch, resolution: int = 32) -> int:
     return int(sum(np.prod(p.shape) for p in jax.tree.leaves(shapes["params"])))
 
 
+@functools.lru_cache(maxsize=None)
+def published_size_params(text: str) -> int:
+    """Parameters of a genotype's evaluation network at the published size (C=36, 20 cells,
+    no auxiliary head, as the papers count); counted once per genotype."""
+    return count_params(DartsNetwork(C=36, layers=20), space.from_string(text))
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
     methods = [m.strip() for m in cfg.methods.split(",") if m.strip()]
@@ -87,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise ValueError(f"--methods {cfg.methods!r}: each must be one of {list(METHODS)}")
     refs = [r.strip() for r in cfg.references.split(",") if r.strip()]
     for r in refs:
-        space.genotype(r)  # an unknown name fails now, not after the searches
+        space.from_string(r)  # an unknown name fails now, not after the searches
     out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config)
                                                  if f.name not in ("out", "data_dir", "methods", "references", "depthwise")])
     trn, tst = load("cifar10", "train", cfg.data_dir), load("cifar10", "test", cfg.data_dir)
@@ -95,11 +103,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results = Records(out / "results.jsonl", key=lambda r: (r["kind"], r["name"]))
 
     # ---- published genotypes: parameter counts of their CIFAR-10 evaluation networks
-    genotype_params = {n: count_params(DartsNetwork(C=36, layers=20), space.genotype(n)) for n in space.GENOTYPES}
+    genotype_params = {n: published_size_params(space.GENOTYPES[n]) for n in space.GENOTYPES}
 
-    # ---- search each method (resumable per epoch), derive its genotype
-    x, y = load_cifar10_subset(cfg.data_dir, "train")  # normalised, as the NB201 searches
-    x, y = x[: cfg.n_images or None], y[: cfg.n_images or None]
+    # ---- search each method (resumable per epoch) on the same images, normalised; derive its genotype
+    n = cfg.n_images or None
+    x, y = np.asarray(normalize(trn.x[:n], trn.spec.mean, trn.spec.std)), trn.y[:n]
     halves = driver.split_train_val(x, y, jax.random.fold_in(key, 0))
     genotypes = {}
     for m in methods:
@@ -111,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     tcfg = train.TrainConfig(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch, lr=0.025, weight_decay=3e-4,
                              nesterov=False, cutout=cfg.cutout, aux_weight=cfg.aux_weight, drop_path=cfg.drop_path)
     data = trn.take(np.arange(cfg.eval_images)) if cfg.eval_images else trn
-    jobs = {m: genotypes[m] for m in methods} | {r: space.to_string(space.genotype(r)) for r in refs}
+    jobs = {m: genotypes[m] for m in methods} | {r: space.to_string(space.from_string(r)) for r in refs}
     for name, text in jobs.items():
         if ("train", name) not in results.done():
             results.append(_evaluate(name, text, cfg, tcfg, data, tst, jax.random.fold_in(key, 2), out / f"train_{name}"))
@@ -119,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     def entry(name, text):
         rec = done[("train", name)]
-        return {"genotype": text, "params": rec["params"], "params_c36_20": count_params(DartsNetwork(C=36, layers=20), space.from_string(text)),
+        return {"genotype": text, "params": rec["params"], "params_c36_20": published_size_params(text),
                 "test_acc": rec["test_acc"], "train_seconds": rec["seconds"]}
 
     summary = {

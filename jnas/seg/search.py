@@ -63,16 +63,18 @@ class Scorer:
 def searched(scorer: Scorer, trace, space: HybridSpace | None = None) -> np.ndarray:
     """A search trace's candidates as genomes of the scorer's space (a search may run in a
     variant of it, e.g. one resolution only: genes are re-encoded by value)."""
-    archs = np.asarray(trace.archs).reshape(-1, *(space or scorer.space).arch_shape)
-    return archs if space is None else scorer.space.convert(archs, space)
+    space = scorer.space if space is None else space
+    return scorer.space.convert(np.asarray(trace.archs).reshape(-1, *space.arch_shape), space)
 
 
 def nsga2_objective(scorer: Scorer, space: HybridSpace | None = None) -> tuple[Callable, list[str]]:
     """``archs -> ((B, 1 + C) fitness, (B, P) raw scores)``: the aggregate, then every cost
     negated (NSGA-II maximises); and the column names. ``space``: the variant the searched
     genomes belong to (default: the scorer's)."""
+    space = scorer.space if space is None else space
+
     def objective(archs):
-        archs = np.asarray(archs) if space is None else scorer.space.convert(archs, space)
+        archs = scorer.space.convert(archs, space)
         c = scorer.costs(archs)
         F = np.column_stack([scorer.aggregate(archs)] + [-c[k] for k in sorted(c)])
         return F, scorer.raw(archs)
@@ -84,8 +86,9 @@ def run_nsga2(scorer: Scorer, population: int, generations: int, key, log: Path,
               space: HybridSpace | None = None):
     """NSGA-II over ``space`` (default: the scorer's; its trace holds that variant's genomes,
     :func:`searched` turns them into the scorer's)."""
+    space = scorer.space if space is None else space
     objective, columns = nsga2_objective(scorer, space)
-    strategy = N.nsga2(space or scorer.space, population=population, num_objectives=len(columns))
+    strategy = N.nsga2(space, population=population, num_objectives=len(columns))
     trace = strategies.run(strategy, None, objective, population * (generations + 1), key, log=log, progress=progress)
     scorer.remember(trace, space)
     return trace, columns
@@ -95,13 +98,15 @@ def run_rea(scorer: Scorer, flops_budget: float, evaluations: int, key, log: Pat
             population: int = 20, sample_size: int = 5, progress: bool = True, space: HybridSpace | None = None):
     """Regularized evolution on ``aggregate - penalty * complexity(flops, budget)`` over
     ``space`` (as :func:`run_nsga2`)."""
+    space = scorer.space if space is None else space
+
     def objective(archs):
-        archs = np.asarray(archs) if space is None else scorer.space.convert(archs, space)
+        archs = scorer.space.convert(archs, space)
         flops = scorer.costs(archs)["flops"]
         fit = scorer.aggregate(archs) - penalty * np.array([complexity(f, flops_budget) for f in flops])
         return fit, scorer.raw(archs)
 
-    strategy = strategies.regularized_evolution(space or scorer.space, population=population, sample_size=sample_size)
+    strategy = strategies.regularized_evolution(space, population=population, sample_size=sample_size)
     trace = strategies.run(strategy, None, objective, evaluations, key, log=log, progress=progress)
     scorer.remember(trace, space)
     return trace

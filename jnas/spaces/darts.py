@@ -88,12 +88,18 @@ _CELL = re.compile(r"(\w+)\s*=\s*\[([^\]]*)\]")
 
 
 def from_string(text: str) -> np.ndarray:
-    """Parse a ``Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)``.
+    """Parse a ``Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)``,
+    or take a published genotype by name (:data:`GENOTYPES`, e.g. ``"PC_DARTS"``).
 
     Raises:
-      ValueError: naming the bad token and its character position, or the broken rule.
+      ValueError: an unknown name, or naming the bad token and its character position, or the
+        broken rule.
     """
     body = text.strip()
+    if re.fullmatch(r"\w+", body):
+        if body not in GENOTYPES:
+            raise ValueError(f"unknown DARTS genotype {body!r}: give one of {sorted(GENOTYPES)} or a 'Genotype(...)' string")
+        body = text = GENOTYPES[body]
     if not (body.startswith("Genotype(") and body.endswith(")")):
         raise ValueError(f"DARTS genotype string must look like 'Genotype(normal=[...], ...)', got {text[:40]!r}")
     offset = text.index("Genotype(") + len("Genotype(")
@@ -153,15 +159,6 @@ GENOTYPES = {"DARTS_V1": DARTS_V1, "DARTS_V2": DARTS_V2, "PC_DARTS": PC_DARTS, "
 # second order), PC-DARTS paper Table 1 (3.6 M), P-DARTS paper Table 1 (3.4 M).
 PUBLISHED_PARAMS_M = {"DARTS_V1": 3.3, "DARTS_V2": 3.3, "PC_DARTS": 3.6, "PDARTS": 3.4}
 
-
-def genotype(name_or_text: str) -> np.ndarray:
-    """A published genotype by name (:data:`GENOTYPES`) or any ``Genotype(...)`` text."""
-    text = name_or_text.strip()
-    if text.startswith("Genotype("):
-        return from_string(text)
-    if text not in GENOTYPES:
-        raise ValueError(f"unknown DARTS genotype {text!r}: give one of {sorted(GENOTYPES)} or a 'Genotype(...)' string")
-    return from_string(GENOTYPES[text])
 
 
 @dataclasses.dataclass(frozen=True)

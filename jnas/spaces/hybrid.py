@@ -206,6 +206,8 @@ class HybridSpace(Categorical):
         """Genomes of ``source`` (another variant of this space, e.g. :meth:`with_resolutions`)
         re-encoded in this one by value: gene indices differ between variants, values do not.
         A value this space lacks is a ValueError naming it."""
+        if source == self:
+            return self.check(archs)
         a = np.asarray(source.check(archs))
         flat = a.reshape(-1, a.shape[-1])
         out = [self.from_string(source.to_string(x)) for x in flat]

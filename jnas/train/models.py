@@ -18,7 +18,7 @@ def _nb201(arch: str, num_classes: int, C, N, select):
 
 
 def _darts(arch: str, num_classes: int, C, N, select):  # N = total cells (layers); always static
-    return DartsNetwork(C=C or 36, layers=N or 20, num_classes=num_classes), darts.genotype(arch)
+    return DartsNetwork(C=C or 36, layers=N or 20, num_classes=num_classes), darts.from_string(arch)
 
 
 def _genetic(arch: str, num_classes: int, C, N, select):  # stages come from the code string; always static

@@ -124,7 +124,7 @@ def make_init(net: nn.Module, tx: optax.GradientTransformation, spec, config: Tr
 
 
 def make_train_step(net: nn.Module, tx: optax.GradientTransformation, spec, config: TrainConfig,
-                    steps_per_epoch: int = 1) -> Callable:
+                    steps_per_epoch: int) -> Callable:
     """``step(state, arch, x_uint8, y, key) -> (state, {"loss", "correct"})``, jitted once.
     ``steps_per_epoch`` sets the drop-path ramp (rate x epoch / epochs, as DARTS)."""
     if config.drop_path and "drop_path" not in inspect.signature(net.__call__).parameters:

@@ -24,7 +24,7 @@ def _count(tree) -> int:
 
 
 def test_auxiliary_head_adds_its_closed_form_parameters_and_only_trains():
-    arch = darts.genotype("DARTS_V2")
+    arch = darts.from_string("DARTS_V2")
     C, layers, nc = 4, 3, 10  # reductions at cells 1 and 2: the head sees 8x8 maps
     x = jnp.zeros((2, 32, 32, 3))
     plain = jax.eval_shape(lambda: DartsNetwork(C, layers, nc).init(jax.random.key(0), x, arch))["params"]
@@ -42,7 +42,7 @@ def test_auxiliary_head_adds_its_closed_form_parameters_and_only_trains():
 
 
 def test_trainer_loss_is_main_plus_weighted_auxiliary():
-    arch = darts.genotype("DARTS_V1")
+    arch = darts.from_string("DARTS_V1")
     net = DartsNetwork(2, 3, 10, auxiliary=True)
     cfg = TrainConfig(epochs=1, batch_size=4, augment=False, aux_weight=0.4)
     data_spec = DATASETS["cifar10"]
@@ -52,7 +52,7 @@ def test_trainer_loss_is_main_plus_weighted_auxiliary():
     y = np.array([0, 1, 2, 3])
     a = train.trainer.arch_arg(net, arch)
     state = make_init(net, tx, data_spec, cfg)(key, a, x[:2])
-    _, m = make_train_step(net, tx, data_spec, cfg)(state, a, x, y, key)
+    _, m = make_train_step(net, tx, data_spec, cfg, 1)(state, a, x, y, key)
     xn = train.trainer._inputs(jnp.asarray(x), data_spec, None)
     logits, sown = jax.jit(lambda v: net.apply(v, xn, arch, train=True, mutable=["batch_stats", "intermediates"]))(
         {"params": state.params, "batch_stats": state.batch_stats})
@@ -85,20 +85,20 @@ def test_training_options_a_network_lacks_are_refused_by_name():
     data_spec = DATASETS["cifar10"]
     net = NB201Network(C=4, N=1, num_classes=10)
     with pytest.raises(ValueError, match="drop_path needs a network whose __call__ takes drop_path"):
-        make_train_step(net, optax.sgd(0.1), data_spec, TrainConfig(epochs=1, drop_path=0.2))
+        make_train_step(net, optax.sgd(0.1), data_spec, TrainConfig(epochs=1, drop_path=0.2), 1)
     with pytest.raises(ValueError, match="unknown DARTS genotype 'DARTS_V3'"):
-        darts.genotype("DARTS_V3")
+        darts.from_string("DARTS_V3")
     with pytest.raises(ValueError, match="0 <= drop_path < 1"):
         TrainConfig(drop_path=1.0)
 
 
 def test_drop_path_reaches_every_op_but_the_identity_in_training_only():
     # a normal cell of identities only (skip_connect from nodes 0 and 1) is untouched; other ops are dropped
-    ident = darts.genotype("DARTS_V2")[0].copy()
+    ident = darts.from_string("DARTS_V2")[0].copy()
     ident[:, :, 1] = darts.OPS.index("skip_connect")
     ident[:, 0, 0], ident[:, 1, 0] = 0, 1
     s = jax.random.normal(jax.random.key(0), (8, 8, 8, 4))
-    for genotype, changes in ((ident, False), (darts.genotype("DARTS_V2")[0], True)):
+    for genotype, changes in ((ident, False), (darts.from_string("DARTS_V2")[0], True)):
         cell = EvalCell(4, reduction=False, reduction_prev=False)
         v = cell.init(jax.random.key(0), s, s, genotype, False)
         run = jax.jit(lambda rate, train: cell.apply(v, s, s, genotype, train, rate, rngs={"dropout": jax.random.key(5)},
