@@ -221,10 +221,10 @@ def save_incumbent_plot(fig, ax, optimum: float, path, **axes) -> None:
     save_figure(fig, path, dpi=120)
 
 
-def save_figure(fig, path, dpi: int = 110) -> None:
-    """Lay out, save and close ``fig``, as a 64-colour palette PNG: plots have few colours,
-    and the palette makes the file 3-4x smaller than RGBA, so the summaries kept in git
-    (``docs/results/``) stay small."""
+def save_figure(fig, path, dpi: int = 110, colors: int = 64) -> None:
+    """Lay out, save and close ``fig``, as a ``colors``-colour palette PNG: plots have few
+    colours, and the palette makes the file 3-4x smaller than RGBA, so the summaries kept in
+    git (``docs/results/``) stay small (figures of photographs: 32 colours)."""
     import io
 
     from PIL import Image  # a dependency of matplotlib
@@ -234,7 +234,7 @@ def save_figure(fig, path, dpi: int = 110) -> None:
     fig.savefig(buf, dpi=dpi, format="png")
     plt.close(fig)
     image = Image.open(buf).convert("RGB")
-    image.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(path, format="PNG", optimize=True)
+    image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, format="PNG", optimize=True)
 
 
 def save_generation_plot(rows: list[dict], path: str | Path, xlabel: str, ylabel: str, title: str) -> None:

@@ -324,13 +324,14 @@ def _train(name, arch, seed, data, cfg, tcfg, out) -> dict:
 
 
 def _overlay(path, net, params, test, masks, r, name, dice) -> None:
-    prob = predict(net, params, test.x[:6], resolution=r)
-    img = test.x[:6]
+    n = 4  # held-out images shown (the PNG is mostly photograph: its size grows with n)
+    prob = predict(net, params, test.x[:n], resolution=r)
+    img = test.x[:n]
     img = (img - img.min()) / (img.max() - img.min() + 1e-9)
     if img.shape[1] != r:
         img = np.asarray(jax.image.resize(img, (len(img), r, r, 3), "linear"))
-    fig, axes = plt.subplots(2, 6, figsize=(12, 4.2))
-    for i in range(6):
+    fig, axes = plt.subplots(2, n, figsize=(2 * n, 4.2))
+    for i in range(n):
         axes[0, i].imshow(img[i])
         axes[0, i].contour(masks[i], levels=[0.5], colors="lime", linewidths=0.8)
         axes[1, i].imshow(img[i])
@@ -338,7 +339,7 @@ def _overlay(path, net, params, test, masks, r, name, dice) -> None:
         axes[0, i].axis("off"), axes[1, i].axis("off")
     axes[0, 0].set_title("ground truth (green)", fontsize=8, loc="left")
     axes[1, 0].set_title(f"{name}: prediction (red), test Dice {dice:.3f}", fontsize=8, loc="left")
-    save_figure(fig, path, dpi=90)
+    save_figure(fig, path, dpi=90, colors=32)  # photographs take many colours: 32, not 64, halves the file
 
 
 def _plot(out, pool_flops, pool_agg, seen_flops, seen_agg, found, scorer, summary, budget) -> None:
