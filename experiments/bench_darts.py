@@ -11,7 +11,8 @@ ratio to first order, all measured in this run. Writes ``bench_darts.json`` (one
 estimator as it finishes; a rerun skips finished rows) and ``bench_darts.png``.
 
 Runtime on a 2-core CPU with the full supernet (C=16, N=5): about 10 minutes, most of it
-compilation. DARTS reports second order at about 4x the cost of first order on GPU
+compilation. ``--reference`` reads the PyTorch DARTS steps timed just before by
+``../shared/peers/torch_proxy_bench.py`` and adds each row's ratio to them. DARTS reports second order at about 4x the cost of first order on GPU
 (1.5 vs 4 GPU-days, including their different epoch counts).
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from pathlib import Path
 from typing import Sequence
 
 import jax
@@ -33,7 +35,7 @@ from tqdm.auto import tqdm
 
 from experiments.common import parse, prepare_out, save_figure
 from jnas.data import load_cifar10_subset
-from jnas.nets.kernels import CONV_GRADS
+from jnas.nets.kernels import CONV_GRADS, CONV_LIBRARIES
 from jnas.oneshot import SearchConfig, init_state, make_step
 from jnas.oneshot import nb201 as os201
 from jnas.records import write_json
@@ -49,12 +51,19 @@ class Config:
     N: int = dataclasses.field(default=5, metadata={"help": "cells per stage"})
     repeats: int = dataclasses.field(default=5, metadata={"help": "timed steps per estimator"})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
-    conv_grads: str = dataclasses.field(default="xla", metadata={"help": "CPU kernels (jnas.nets.kernels)", "choices": CONV_GRADS})
+    conv_grads: str = dataclasses.field(default="plain", metadata={"help": "CPU kernels (jnas.nets.kernels)", "choices": CONV_GRADS})
+    conv_library: str = dataclasses.field(default="eigen", metadata={"help": "CPU convolution library of the step", "choices": CONV_LIBRARIES})
+    cell_barrier: int = dataclasses.field(default=1, metadata={"help": "1: fusion barrier after each cell (jnas.nets.kernels.fusion_barrier), 0: none", "choices": (0, 1)})
+    reference: str | None = dataclasses.field(default=None, metadata={"help": "results.jsonl of ../shared/peers/torch_proxy_bench.py run just before on this machine: adds each step's ratio to the PyTorch DARTS step"})
+
+# Which PyTorch step each estimator is compared with (torch_proxy_bench.py record names).
+REFERENCE_STEP = {"first_order": "darts_v1_first_order_step", "finite_difference": "darts_v2_second_order_step",
+                  "second_order": "darts_v2_second_order_step"}
 
 
 def time_estimator(name: str, cfg: Config, batches: tuple, key: jax.Array) -> dict:
-    net = os201.supernet(C=cfg.C, N=cfg.N, conv_grads=cfg.conv_grads)
-    conf = SearchConfig(total_steps=1000, estimator=name)
+    net = dataclasses.replace(os201.supernet(C=cfg.C, N=cfg.N, conv_grads=cfg.conv_grads), cell_barrier=bool(cfg.cell_barrier))
+    conf = SearchConfig(total_steps=1000, estimator=name, conv_library=cfg.conv_library)
     state = init_state(key, net, os201.init_alpha(key), os201.mixing_weights, batches[0][0][:2], conf)
     step = make_step(net, os201.mixing_weights, conf)
     mask = os201.full_mask()
@@ -74,7 +83,8 @@ def time_estimator(name: str, cfg: Config, batches: tuple, key: jax.Array) -> di
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
-    out = prepare_out(cfg.out, cfg, resume_keys=("batch", "C", "N", "repeats", "seed", "conv_grads"))
+    out = prepare_out(cfg.out, cfg, resume_keys=("batch", "C", "N", "repeats", "seed", "conv_grads", "conv_library", "cell_barrier"))
+    ref = reference_steps(cfg.reference) if cfg.reference else {}  # a bad file fails before the timing
     x, y = load_cifar10_subset(cfg.data_dir, "train")
     b = cfg.batch
     batches = ((jnp.asarray(x[:b]), jnp.asarray(y[:b])), (jnp.asarray(x[b : 2 * b]), jnp.asarray(y[b : 2 * b])))
@@ -82,19 +92,25 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
     done = {r["estimator"] for r in rows}
     meta = {"backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "C": cfg.C, "N": cfg.N, "batch": b,
-            "conv_grads": cfg.conv_grads}
+            "conv_grads": cfg.conv_grads, "conv_library": cfg.conv_library, "cell_barrier": cfg.cell_barrier}
     for name in tqdm([n for n in cfg.estimators.split(",") if n not in done], desc="estimators"):
         rows.append(time_estimator(name, cfg, batches, jax.random.key(cfg.seed)))
         write_json(path, {**meta, "rows": rows}, indent=1)
     base = next((r["step_s"] for r in rows if r["estimator"] == "first_order"), None)
     for r in rows:
         r["ratio_to_first_order"] = r["step_s"] / base if base else None
+        if REFERENCE_STEP.get(r["estimator"]) in ref:
+            r["reference_step_s"] = ref[REFERENCE_STEP[r["estimator"]]]
+            r["ratio_to_reference"] = r["step_s"] / r["reference_step_s"]
+    if cfg.reference:
+        meta["reference"] = cfg.reference
     write_json(path, {**meta, "rows": rows}, indent=1)
     print(f"{meta['backend']} ({meta['device']}), NB201 supernet C={cfg.C} N={cfg.N}, batch {b}")
-    print(f"{'estimator':<20}{'step s':>10}{'compile s':>12}{'x first order':>15}")
+    print(f"{'estimator':<20}{'step s':>10}{'compile s':>12}{'x first order':>15}{'x PyTorch':>11}")
     for r in rows:
         ratio = f"{r['ratio_to_first_order']:.2f}" if r["ratio_to_first_order"] else "-"
-        print(f"{r['estimator']:<20}{r['step_s']:>10.3f}{r['compile_s']:>12.1f}{ratio:>15}")
+        vs = f"{r['ratio_to_reference']:.2f}" if "ratio_to_reference" in r else "-"
+        print(f"{r['estimator']:<20}{r['step_s']:>10.3f}{r['compile_s']:>12.1f}{ratio:>15}{vs:>11}")
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     names = [r["estimator"] for r in rows]
     ax[0].bar(names, [r["step_s"] for r in rows])
@@ -105,6 +121,23 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         a.tick_params(axis="x", rotation=20)
     save_figure(fig, out / "bench_darts.png", dpi=110)
     return rows
+
+
+def reference_steps(path: str) -> dict[str, float]:
+    """Median seconds per step of each PyTorch DARTS record in a peers ``results.jsonl``."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--reference {p} not found: run ../shared/peers/torch_proxy_bench.py (see its README) "
+                                f"and pass the results.jsonl it writes under its --out")
+    found = {}
+    for line in p.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("proxy") in REFERENCE_STEP.values() and "sec_per_step_median" in rec:
+            found[rec["proxy"]] = float(rec["sec_per_step_median"])
+    if not found:
+        raise ValueError(f"--reference {p} holds no DARTS step records ({sorted(set(REFERENCE_STEP.values()))}); "
+                         f"run torch_proxy_bench.py without --skip-darts")
+    return found
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ differences), ``darts2-exact`` (the same hypergradient exact by jvp), ``pcdarts`
 channels K=4, edge normalisation, first order, 30% weight-only warm-up as 15/50 epochs in
 PC-DARTS), ``pdarts`` (stages of 1, 2, 3 cells per NB201 stage keeping 5, 4, 3 ops per edge,
 skip dropout 0.0/0.4/0.7 decaying exp(-0.2 epoch), 40% warm-up as 10/25 epochs in P-DARTS,
-at most 2 skip-connects in the result). ``--estimator`` swaps in any jnas.bilevel
+at most 2 skip-connects in the result), ``sdarts-rs`` (SDARTS random smoothing: the weight
+step sees the mixing weights + U(-eps, eps), clamped and renormalised per edge, eps 0.03 -> 0.3
+over the search as in the SDARTS code), ``darts-l2`` (RobustDARTS's stronger L2 on the weights,
+8.1e-3 instead of 3e-4). ``--estimator`` swaps in any jnas.bilevel
 estimator (e.g. implicit_cg) for the non-P-DARTS methods.
 
 CPU-sized defaults: the 5,085 real CIFAR-10 training images of the local subset split in
@@ -35,6 +38,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy import stats
 
 from experiments.common import parse, prepare_out, save_figure
 from jnas.benchmarks import nb201 as bench
@@ -47,13 +51,17 @@ from jnas.spaces import nb201 as space
 from jnas.strategies.objectives import DEFAULT_REPORT
 
 METHODS = {
-    # name: (estimator, partial, edge_norm, warm-up fraction, alpha noise of the weight step)
-    "darts1": ("first_order", 1, False, 0.0, 0.0),
-    "darts2": ("finite_difference", 1, False, 0.0, 0.0),
-    "darts2-exact": ("second_order", 1, False, 0.0, 0.0),
-    "pcdarts": ("first_order", 4, True, 0.3, 0.0),
-    "pdarts": ("first_order", 1, False, 0.4, 0.0),
-    "sdarts-rs": ("first_order", 1, False, 0.0, 0.03),  # SDARTS random smoothing (Chen & Hsieh, ICML 2020)
+    # name: (estimator, partial, edge_norm, warm-up fraction, alpha noise of the weight step, weights' L2)
+    "darts1": ("first_order", 1, False, 0.0, 0.0, 3e-4),
+    "darts2": ("finite_difference", 1, False, 0.0, 0.0, 3e-4),
+    "darts2-exact": ("second_order", 1, False, 0.0, 0.0, 3e-4),
+    "pcdarts": ("first_order", 4, True, 0.3, 0.0, 3e-4),
+    "pdarts": ("first_order", 1, False, 0.4, 0.0, 3e-4),
+    # SDARTS random smoothing (Chen & Hsieh, ICML 2020): noise on the mixing weights, eps 0.03 -> 0.3
+    "sdarts-rs": ("first_order", 1, False, 0.0, 0.3, 3e-4),
+    # RobustDARTS's L2 remedy (Zela et al., ICLR 2020, Sec. 5): a stronger L2 on the weights
+    # (the inner objective); 27x DARTS's 3e-4, chosen once, not tuned on the table.
+    "darts-l2": ("first_order", 1, False, 0.0, 0.0, 81e-4),
 }
 
 
@@ -73,19 +81,23 @@ class Config:
     a_lr: float = dataclasses.field(default=3e-4, metadata={"help": "alpha's Adam learning rate (DARTS: 3e-4)", "above": 0.0})
     hessian_images: int = dataclasses.field(default=0, metadata={"help": "validation images the dominant Hessian eigenvalue in alpha is measured on after each epoch (RobustDARTS; 0: off)", "min": 0})
     column: str = dataclasses.field(default=DEFAULT_REPORT, metadata={"help": "table column of the per-epoch derived cell's accuracy"})
+    rank_cells: int = dataclasses.field(default=0, metadata={"help": "after the search: one-shot accuracy of this many distinct random cells in the supernet against their --column accuracy (Kendall tau, the rank disorder of weight sharing; 0: off)", "min": 0})
+    rank_images: int = dataclasses.field(default=1024, metadata={"help": "validation images of the one-shot accuracies", "min": 1})
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
     table = bench.load(cfg.data_dir)
-    out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in ("out", "data_dir")])
+    # The rank-disorder settings only read the finished search: changing them resumes it.
+    out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config)
+                                                 if f.name not in ("out", "data_dir", "rank_cells", "rank_images")])
     x, y = load_cifar10_subset(cfg.data_dir, "train")
     if cfg.n_images:
         x, y = x[: cfg.n_images], y[: cfg.n_images]
     key = jax.random.key(cfg.seed)
     train, val = driver.split_train_val(x, y, jax.random.fold_in(key, 0))
     table.column(cfg.column)  # an unknown column fails now, not after the search
-    est, partial, edge_norm, warm, noise = METHODS[cfg.method]
+    est, partial, edge_norm, warm, noise, l2 = METHODS[cfg.method]
     est = cfg.estimator or est
     log = Records(out / "alpha.jsonl").append
     steps_per_epoch = len(train[0]) // cfg.batch
@@ -101,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if s > 0:  # P-DARTS: keep the strongest ops of the previous stage
             mask = pdarts.prune_ops(alpha_logits, mask, keep)
         conf = SearchConfig(total_steps=epochs * steps_per_epoch, estimator=est, warmup_steps=int(warm * epochs * steps_per_epoch),
-                            alpha_noise=noise, a_lr=cfg.a_lr)
+                            alpha_noise=noise, a_lr=cfg.a_lr, w_weight_decay=l2)
         net = os201.supernet(C=cfg.C, N=n_cells, partial=partial, skip_dropout=cfg.method == "pdarts")
         stage = driver.Stage(
             net=net,
@@ -138,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         result["early_stop"] = None if stop is None else {
             "epoch": stop.epoch, "decided_at": stop.decided_at, "arch": epochs_log[stop.epoch - 1]["derived_arch"],
             "accuracy": epochs_log[stop.epoch - 1]["derived_acc"]}
+    if cfg.rank_cells:
+        result["rank_disorder"] = rank_disorder(cfg, table, net, state, val, out, jax.random.fold_in(key, 200))
     write_json(out / "result.json", result, indent=1)
     plot_alpha(out / "alpha.jsonl", out / "alpha.png", cfg.method)
     print(json.dumps({k: result[k] for k in ("method", "arch", "accuracy")}, indent=1))
@@ -159,6 +173,38 @@ def _per_epoch(cfg: Config, table, net, mask, val, key):
         return rec
 
     return extra
+
+
+def rank_disorder(cfg: Config, table, net, state, val, out: Path, key: jax.Array) -> dict:
+    """Kendall tau and Spearman rho between the trained supernet's one-shot accuracy of
+    ``cfg.rank_cells`` distinct uniformly drawn cells (first ``cfg.rank_images`` validation
+    images, in whole batches of up to 256) and their table accuracy in ``cfg.column``. Per-cell numbers go to
+    ``rank_disorder.json`` (reused by a rerun with the same settings) and ``rank_disorder.png``."""
+    path = out / "rank_disorder.json"
+    setting = {"cells": cfg.rank_cells, "images": cfg.rank_images, "column": cfg.column}
+    if path.exists() and (cached := json.loads(path.read_text()))["setting"] == setting:
+        return cached["summary"]
+    if cfg.rank_cells > space.SIZE:
+        raise ValueError(f"--rank-cells {cfg.rank_cells} exceeds the {space.SIZE} cells of the space")
+    idx = jax.random.choice(key, space.SIZE, (cfg.rank_cells,), replace=False)
+    archs = space.from_index(idx)
+    images, labels = val[0][: cfg.rank_images], val[1][: cfg.rank_images]
+    bsz = min(256, len(images))
+    one_shot = np.asarray(os201.one_shot_accuracy(net, state.params, state.batch_stats, archs, images, labels, batch=bsz))
+    truth = np.asarray(table.query(archs, cfg.column))
+    ok = np.isfinite(truth)
+    tau, p = stats.kendalltau(one_shot[ok], truth[ok])
+    summary = {**setting, "images": len(images) // bsz * bsz, "cells_in_table": int(ok.sum()), "kendall_tau": float(tau), "kendall_p": float(p),
+               "spearman": float(stats.spearmanr(one_shot[ok], truth[ok]).statistic)}
+    cells = [{"arch": space.to_string(a), "one_shot_acc": float(o), "table_acc": float(t)}
+             for a, o, t in zip(np.asarray(archs), one_shot, truth)]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(truth, 100 * one_shot, s=8)
+    ax.set(xlabel=f"table: {cfg.column}", ylabel="one-shot accuracy in the supernet (%)",
+           title=f"{cfg.method}: Kendall tau {tau:.3f} over {ok.sum()} cells")
+    save_figure(fig, out / "rank_disorder.png", dpi=110)
+    write_json(path, {"setting": setting, "summary": summary, "cells": cells}, indent=1)
+    return summary
 
 
 def _epochs(log_path: Path) -> list[dict]:

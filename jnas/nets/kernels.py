@@ -16,6 +16,8 @@ a ``reduce_window`` pool): the rewrites pay off in the proxies' forward and swit
 programs, but the DARTS supernet's training step (every op on every edge) compiles and runs
 faster without them. Which library runs the
 convolutions (YNNPACK or Eigen) is a compile option, :func:`compiler_options`.
+:func:`fusion_barrier` (the identity, as a dot) keeps XLA:CPU from fusing elementwise work
+across the cells of a deep supernet.
 
 Every choice computes the same numbers up to float rounding (tests compare each with
 autodiff and with flax's layers); the speed of each, measured, is in ``docs/performance.md``
@@ -262,6 +264,21 @@ def depthwise(x: Float[Array, "b h w c"], w: Float[Array, "k k 1 c"], stride: in
             a, b = i * dilation, j * dilation
             out = out + xp[:, a:a + (ho - 1) * stride + 1:stride, b:b + (wo - 1) * stride + 1:stride, :] * w[i, j, 0]
     return out
+
+
+def fusion_barrier(x: Float[Array, "... c"]) -> Float[Array, "... c"]:
+    """``x`` unchanged (a product with the identity over channels is exact), materialised.
+
+    XLA:CPU fuses elementwise chains freely and recomputes a fused producer in each of its
+    consumers; in a deep supernet the backward pass along skip edges becomes loops over
+    dozens of saved tensors, recomputed many times. It never fuses a dot into an elementwise
+    loop, and the transpose of this dot is again one, so the barrier holds in the forward
+    pass, the backward pass and forward-over-reverse. ``lax.optimization_barrier`` does not
+    (XLA:CPU removes it before fusion), and a ``lax.scan`` over cells runs its body's
+    convolutions several times slower. Costs one 1x1 convolution's multiplies.
+    """
+    eye = jnp.eye(x.shape[-1], dtype=x.dtype)
+    return jnp.einsum("...c,cd->...d", x, eye, precision=lax.Precision.HIGHEST)
 
 
 def check_conv_grads(value: str, argument: str = "conv_grads") -> None:

@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from jnas.nets.kernels import avg_pool_3x3, batch_norm, conv_fn
+from jnas.nets.kernels import avg_pool_3x3, batch_norm, conv_fn, fusion_barrier
 from jnas.nets.layers import (
     ChannelProbe,
     ReLUConvBN,
@@ -276,6 +276,10 @@ class NB201Network(nn.Module):
         ``lax.switch``/``lax.map``).
       skip_unread: under ``"switch"``, skip the ops of edges whose output nothing reads
         (see :class:`Cell`); the zero-cost proxies turn it on.
+      cell_barrier: pass each cell's output through :func:`jnas.nets.kernels.fusion_barrier`
+        (the same numbers). The supernet turns it on: without it XLA:CPU fuses the backward
+        pass along the skip edges of a whole stage into single loops and recomputes them in
+        every consumer, so the step's cost grows faster than N (docs/performance.md).
 
     Returns:
       logits ``(b, num_classes)``, whatever the options.
@@ -301,6 +305,7 @@ class NB201Network(nn.Module):
     cell_affine: bool = True
     conv_grads: str = "xla"
     skip_unread: bool = False
+    cell_barrier: bool = False
 
     @nn.compact
     def __call__(
@@ -327,12 +332,12 @@ class NB201Network(nn.Module):
         for stage, c in enumerate(self.stage_channels):
             if stage > 0:
                 y = ResidualReduction(c, name=f"reduce_{stage}", **kw)(y, train)
+            cell_kw = dict(partial=self.partial, skip_dropout=self.skip_dropout, affine=self.cell_affine,
+                           skip_unread=self.skip_unread, **kw)
             for i in range(self.N):
-                cell = Cell(
-                    c, self.select, partial=self.partial, skip_dropout=self.skip_dropout, affine=self.cell_affine,
-                    skip_unread=self.skip_unread, name=f"cell_{stage}_{i}", **kw,
-                )
-                y = cell(y, arch, train, drop_rate)
+                y = Cell(c, self.select, name=f"cell_{stage}_{i}", **cell_kw)(y, arch, train, drop_rate)
+                if self.cell_barrier:
+                    y = fusion_barrier(y)
         if self.use_bn:
             y = batch_norm(train, "last_bn", grads=self.conv_grads)(y)
         if self.codes:
@@ -360,13 +365,14 @@ class NB201Network(nn.Module):
 
     @classmethod
     def supernet(cls, C: int = 16, N: int = 5, num_classes: int = 10, partial: int = 1,
-                 skip_dropout: bool = False, conv_grads: str = "xla") -> "NB201Network":
+                 skip_dropout: bool = False, conv_grads: str = "plain") -> "NB201Network":
         """The weight-sharing supernet of differentiable search: every op runs, mixed by
         ``(6, 5)`` weights (``select="mask"``); ``partial`` and ``skip_dropout`` give PC-DARTS
-        and P-DARTS (see the module docstring). ``conv_grads="plain"`` drops the CPU kernel
-        rewrites, which cost this training step compile and step time (docs/performance.md)."""
+        and P-DARTS (see the module docstring). ``conv_grads`` defaults to ``"plain"``: the CPU
+        kernel rewrites that speed up the proxies cost this training step about 1.8x in compile
+        and step time (docs/performance.md)."""
         return cls(C=C, N=N, num_classes=num_classes, select="mask", partial=partial, skip_dropout=skip_dropout,
-                   conv_grads=conv_grads)
+                   conv_grads=conv_grads, cell_barrier=True)
 
     @property
     def stage_channels(self) -> Sequence[int]:

@@ -29,3 +29,19 @@ def edge_weights(beta: Float[Array, "e"], node_edges: tuple[tuple[int, ...], ...
         idx = np.asarray(edges)
         out = out.at[idx].set(jax.nn.softmax(beta[idx]))
     return out
+
+
+def perturb(weights: Float[Array, "... o"], key: jax.Array, eps: float | Float[Array, ""]) -> Float[Array, "... o"]:
+    """SDARTS-RS's random smoothing of mixing weights (Chen & Hsieh, ICML 2020).
+
+    Adds U(-eps, eps) to every op that is on (weight > 0; pruned ops stay off), clamps to
+    [0, 1] and rescales each edge to its original total (1 for a softmax, the edge's weight
+    under edge normalisation). An edge whose weights all clamp to 0 keeps only its largest
+    noisy op, as the SDARTS code's ``clip`` does.
+    """
+    on = weights > 0
+    noisy = weights + jnp.where(on, jax.random.uniform(key, weights.shape, weights.dtype, -eps, eps), 0.0)
+    clamped = jnp.clip(noisy, 0.0, 1.0)
+    top = jax.nn.one_hot(jnp.argmax(jnp.where(on, noisy, -jnp.inf), -1), weights.shape[-1], dtype=weights.dtype)
+    clamped = jnp.where(clamped.sum(-1, keepdims=True) > 0, clamped, top)
+    return clamped / clamped.sum(-1, keepdims=True) * weights.sum(-1, keepdims=True)

@@ -21,6 +21,7 @@ Not jitted end to end over epochs (data comes from the host); each step is one j
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 import inspect
 from typing import Any, Callable, NamedTuple
 
@@ -31,6 +32,8 @@ import optax
 
 from jnas import bilevel
 from jnas.bilevel.curvature import dominant_eigenvalue
+from jnas.nets.kernels import compiler_options
+from jnas.oneshot.mixing import perturb
 from jnas.train.optim import cosine_schedule, sgd_cosine
 
 PyTree = Any
@@ -51,7 +54,14 @@ class SearchConfig:
     a_b2: float = 0.999
     a_weight_decay: float = 1e-3
     warmup_steps: int = 0  # weight-only steps before alpha moves (P-DARTS uses 10 of 25 epochs)
-    alpha_noise: float = 0.0  # SDARTS-RS: the weight step sees alpha + U(-eps, eps) noise (Chen & Hsieh 2020: eps 0.03)
+    # CPU convolution library of the step (jnas.nets.kernels.compiler_options): Eigen ran the
+    # NB201 supernet step 1.2x faster than YNNPACK (docs/performance.md); ignored off CPU.
+    conv_library: str = "eigen"
+    # SDARTS-RS (Chen & Hsieh 2020): the weight step sees the mixing weights plus U(-eps, eps),
+    # clamped and renormalised per edge (jnas.oneshot.mixing.perturb), eps ramped linearly over
+    # the search from alpha_noise_start to alpha_noise (the SDARTS code: 0.03 -> 0.3); 0: off.
+    alpha_noise: float = 0.0
+    alpha_noise_start: float = 0.03
 
 
 class SearchState(NamedTuple):
@@ -91,6 +101,7 @@ def make_estimator(config: SearchConfig, lr: jax.Array) -> bilevel.Estimator:
 def init_state(key: jax.Array, net: nn.Module, alpha: PyTree, mix: Callable, x: jax.Array, config: SearchConfig) -> SearchState:
     """Supernet variables from ``net.init`` on a sample batch ``x``, fresh optimiser states."""
     make_estimator(config, jnp.float32(config.w_lr))  # validate the name before tracing
+    compiler_options(config.conv_library)  # validates the library name
     variables = net.init({"params": key, "dropout": key}, x, mix(alpha))
     params, stats = variables["params"], variables.get("batch_stats", {})
     return SearchState(
@@ -99,13 +110,20 @@ def init_state(key: jax.Array, net: nn.Module, alpha: PyTree, mix: Callable, x: 
 
 
 def search_loss(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree]) -> Callable:
-    """``loss(params, stats, alpha, (x, y), key, drop_rate, op_mask) -> (cross-entropy,
-    (new BN statistics, accuracy))``: the supernet in training mode, as every search step sees it."""
+    """``loss(params, stats, alpha, (x, y), key, drop_rate, op_mask, smoothing=None) ->
+    (cross-entropy, (new BN statistics, accuracy))``: the supernet in training mode, as every
+    search step sees it. ``smoothing=(key, eps)`` perturbs the mixing weights (SDARTS-RS,
+    :func:`jnas.oneshot.mixing.perturb`)."""
 
-    def loss(params, stats, alpha, batch, key, drop_rate, op_mask):
+    def loss(params, stats, alpha, batch, key, drop_rate, op_mask, smoothing=None):
         x, y = batch
+        weights = mix(alpha, op_mask)
+        if smoothing is not None:
+            k, eps = smoothing
+            leaves, tree = jax.tree.flatten(weights)
+            weights = jax.tree.unflatten(tree, [perturb(w, kk, eps) for w, kk in zip(leaves, jax.random.split(k, len(leaves)))])
         logits, upd = net.apply(
-            {"params": params, "batch_stats": stats}, x, mix(alpha, op_mask), True, drop_rate,
+            {"params": params, "batch_stats": stats}, x, weights, True, drop_rate,
             mutable=["batch_stats"], rngs={"dropout": key},
         )
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
@@ -141,36 +159,37 @@ def make_step(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], config: S
     w_tx, a_tx, sched = weight_optimizer(config), alpha_optimizer(config), weight_schedule(config)
     loss = search_loss(net, mix)
 
-    @jax.jit
-    def step(state: SearchState, train_batch, val_batch, key, drop_rate, op_mask):
+    @partial(jax.jit, static_argnames="update_alpha", compiler_options=compiler_options(config.conv_library))
+    def jitted(state: SearchState, train_batch, val_batch, key, drop_rate, op_mask, update_alpha: bool):
         k_train, k_val, k_est, k_noise = jax.random.split(key, 4)
-        alpha_w = state.alpha
+        smoothing = None
         if config.alpha_noise > 0:  # SDARTS-RS: weights trained around alpha, a smoother landscape in alpha
-            leaves, tree = jax.tree.flatten(state.alpha)
-            noise = [jax.random.uniform(k, a.shape, a.dtype, -config.alpha_noise, config.alpha_noise)
-                     for k, a in zip(jax.random.split(k_noise, len(leaves)), leaves)]
-            alpha_w = jax.tree.unflatten(tree, [a + n for a, n in zip(leaves, noise)])
+            ramp = jnp.minimum(state.step / config.total_steps, 1.0)
+            smoothing = (k_noise, config.alpha_noise_start + (config.alpha_noise - config.alpha_noise_start) * ramp)
         (l_train, (stats, acc_train)), g = jax.value_and_grad(loss, has_aux=True)(
-            state.params, state.batch_stats, alpha_w, train_batch, k_train, drop_rate, op_mask
+            state.params, state.batch_stats, state.alpha, train_batch, k_train, drop_rate, op_mask, smoothing
         )
         upd, w_opt = w_tx.update(g, state.w_opt, state.params)
         params = optax.apply_updates(state.params, upd)
-        problem = bilevel.Problem(
-            outer=lambda a, w: loss(w, stats, a, val_batch, k_val, drop_rate, op_mask)[0],
-            inner=lambda a, w: loss(w, stats, a, train_batch, k_train, drop_rate, op_mask)[0],
-        )
-        estimator = make_estimator(config, sched(state.step))
-
-        def alpha_step(_):
-            ga = estimator(problem, state.alpha, params, k_est)
+        alpha, a_opt = state.alpha, state.a_opt
+        if update_alpha:
+            problem = bilevel.Problem(
+                outer=lambda a, w: loss(w, stats, a, val_batch, k_val, drop_rate, op_mask)[0],
+                inner=lambda a, w: loss(w, stats, a, train_batch, k_train, drop_rate, op_mask)[0],
+            )
+            ga = make_estimator(config, sched(state.step))(problem, state.alpha, params, k_est)
             a_upd, a_opt = a_tx.update(ga, state.a_opt, state.alpha)
-            return optax.apply_updates(state.alpha, a_upd), a_opt
-
-        alpha, a_opt = jax.lax.cond(
-            state.step >= config.warmup_steps, alpha_step, lambda _: (state.alpha, state.a_opt), None
-        )
+            alpha = optax.apply_updates(state.alpha, a_upd)
         l_val, (_, acc_val) = loss(params, stats, state.alpha, val_batch, k_val, drop_rate, op_mask)
         metrics = {"train_loss": l_train, "train_acc": acc_train, "val_loss": l_val, "val_acc": acc_val, "w_lr": sched(state.step)}
         return SearchState(params, stats, alpha, w_opt, a_opt, state.step + 1), metrics
+
+    def step(state: SearchState, train_batch, val_batch, key, drop_rate, op_mask):
+        # Two compiled programs, with and without the alpha step, picked on the host: XLA:CPU
+        # runs the convolutions inside a lax.cond branch 5-10x slower (docs/performance.md).
+        update_alpha = config.warmup_steps == 0 or int(state.step) >= config.warmup_steps
+        return jitted(state, train_batch, val_batch, key, drop_rate, op_mask, update_alpha=update_alpha)
+
+    step.jitted = jitted  # the compiled program, for lowering and inspection
 
     return step

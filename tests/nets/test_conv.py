@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from jnas.nets import NB201Network
-from jnas.nets.kernels import NHWC, compiler_options, conv_fn, conv_general_dilated, depthwise
+from jnas.nets.kernels import NHWC, compiler_options, conv_fn, conv_general_dilated, depthwise, fusion_barrier
 
 
 @pytest.fixture
@@ -202,3 +202,18 @@ def test_shifted_depthwise_equals_grouped_convolution(x64, key, k, stride, dilat
     dr = jax.grad(lambda x, w: jnp.sum(ref(x, w) * g), argnums=(0, 1))(x, w)
     for a, b in zip(dg, dr):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_fusion_barrier_is_the_identity_in_every_mode(key):
+    # Exact (bitwise) in the forward pass, the backward pass and forward-over-reverse, which the
+    # exact second-order hypergradient and the Hessian eigenvalue of the supernet use.
+    x = jax.random.normal(key, (2, 5, 5, 7)) * 1e3
+    f = lambda x: jnp.sum(jnp.sin(fusion_barrier(x)) * x)
+    g = lambda x: jnp.sum(jnp.sin(x) * x)
+    assert jnp.array_equal(jax.jit(fusion_barrier)(x), x)
+    np.testing.assert_array_equal(jax.jit(jax.grad(f))(x), jax.jit(jax.grad(g))(x))
+    v = jax.random.normal(jax.random.fold_in(key, 1), x.shape)
+    hvp = lambda h: jax.jit(lambda x, v: jax.jvp(jax.grad(h), (x,), (v,))[1])(x, v)
+    np.testing.assert_array_equal(hvp(f), hvp(g))
+    hlo = jax.jit(jax.grad(f)).lower(x).compile().as_text()
+    assert hlo.count(" dot(") + hlo.count("ynn_fusion") >= 1  # the dot survives simplification

@@ -235,3 +235,64 @@ def test_darts_es_rule_fires_where_worked_out_by_hand():
         early_stop(ev, window=4)
     with pytest.raises(ValueError, match="epochs \\[3\\]"):
         early_stop([1.0, 1.0, float("nan")])
+
+
+def test_warm_up_steps_leave_alpha_alone_then_move_it(key):
+    # Two compiled programs (with and without the alpha step), picked on the host by the step count.
+    from jnas.oneshot import SearchConfig, init_state, make_step
+
+    net = os201.supernet(C=2, N=1)
+    x = jax.random.normal(key, (4, 8, 8, 3))
+    batch = (x, jnp.array([0, 1, 2, 3]))
+    conf = SearchConfig(total_steps=4, warmup_steps=1)
+    state = init_state(key, net, os201.init_alpha(key), os201.mixing_weights, x[:2], conf)
+    step = make_step(net, os201.mixing_weights, conf)
+    a0 = state.alpha["ops"]
+    state, _ = step(state, batch, batch, key, 0.0, os201.full_mask())
+    assert jnp.array_equal(state.alpha["ops"], a0) and int(state.step) == 1
+    state, m = step(state, batch, batch, key, 0.0, os201.full_mask())
+    assert not jnp.array_equal(state.alpha["ops"], a0) and jnp.isfinite(m["val_loss"])
+    with pytest.raises(ValueError, match=r"unknown conv_library 'mkl'; valid choices are \['ynnpack', 'eigen'\]"):
+        init_state(key, net, os201.init_alpha(key), os201.mixing_weights, x[:2], SearchConfig(total_steps=1, conv_library="mkl"))
+
+
+def test_one_shot_accuracy_equals_each_standalone_cell_on_batch_statistics(key):
+    # Brute force: every cell as its own network (same parameters), batch by batch, in training mode.
+    net, standalone = os201.supernet(C=2, N=1), NB201Network(C=2, N=1)
+    x = jax.random.normal(key, (13, 8, 8, 3))  # 3 batches of 4; the 13th image is dropped
+    y = jax.random.randint(jax.random.fold_in(key, 1), (13,), 0, 10)
+    v = net.init(key, x[:4], os201.mixing_weights(os201.init_alpha(key)))
+    archs = jnp.array([[3, 0, 1, 2, 4, 3], [1, 1, 0, 3, 2, 2], [0, 0, 0, 0, 0, 0], [2, 2, 2, 2, 2, 2], [4, 3, 2, 1, 0, 4]])
+    got = os201.one_shot_accuracy(net, v["params"], v["batch_stats"], archs, x, y, batch=4, chunk=2, progress=False)
+    logits = jax.jit(lambda arch, xb: standalone.apply(v, xb, arch, True, mutable=["batch_stats"])[0])
+    want = [np.mean([np.mean(np.argmax(logits(a, x[b:b + 4]), -1) == y[b:b + 4]) for b in (0, 4, 8)]) for a in archs]
+    np.testing.assert_allclose(got, want, atol=1 / 12 + 1e-6)  # at most one near-tied image may flip
+    with pytest.raises(ValueError, match=r"shape \(6,\) or \(n, 6\)"):
+        os201.one_shot_accuracy(net, v["params"], v["batch_stats"], archs[:, :, None], x, y, batch=4)
+    with pytest.raises(ValueError, match="at least batch=16 images; got 13"):
+        os201.one_shot_accuracy(net, v["params"], v["batch_stats"], archs, x, y, batch=16)
+
+
+def test_sdarts_perturbation_matches_the_reference_clip_rule(key):
+    # The SDARTS code's rule, written out in numpy on the same noise: add, clamp to [0, 1],
+    # an all-zero edge keeps its largest noisy op, divide by the sum; pruned ops stay off.
+    from jnas.oneshot.mixing import perturb
+
+    logits = jnp.array([[0.1, 2.0, -1.0, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0], [5.0, -5.0, 0.0, 1.0, -1.0]])
+    mask = jnp.array([[True] * 5, [True, True, False, True, True], [True] * 5])
+    w = os201.op_weights(logits, mask)
+    for eps in (0.0, 0.03, 0.3, 5.0):
+        got = np.asarray(perturb(w, key, eps))
+        noise = np.asarray(jax.random.uniform(key, w.shape, w.dtype, -eps, eps))
+        for row, wr, nr in zip(got, np.asarray(w), noise):
+            on = wr > 0
+            line = np.where(on, wr + nr, 0.0)
+            top = np.argmax(np.where(on, line, -np.inf))
+            line = np.clip(line, 0, 1)
+            if line.sum() == 0:
+                line[top] = 1.0
+            np.testing.assert_allclose(row, line / line.sum(), rtol=1e-5, atol=1e-7)
+        assert got[1, 2] == 0.0  # the pruned op
+    assert np.allclose(perturb(w, key, 0.0), w, atol=1e-7)
+    scaled = perturb(0.5 * w, key, 0.3)  # under edge normalisation an edge keeps its total
+    np.testing.assert_allclose(scaled.sum(-1), 0.5, rtol=1e-6)
