@@ -53,7 +53,7 @@ class Config:
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
     conv_grads: str = dataclasses.field(default="plain", metadata={"help": "CPU kernels (jnas.nets.kernels)", "choices": CONV_GRADS})
     conv_library: str = dataclasses.field(default="eigen", metadata={"help": "CPU convolution library of the step", "choices": CONV_LIBRARIES})
-    cell_barrier: int = dataclasses.field(default=1, metadata={"help": "1: fusion barrier after each cell (jnas.nets.kernels.fusion_barrier), 0: none", "choices": (0, 1)})
+    cell_barrier: int = dataclasses.field(default=1, metadata={"help": "1: fusion barrier after each cell (jnas.nets.kernels.fusion_barrier), 0: none", "min": 0, "max": 1})
     reference: str | None = dataclasses.field(default=None, metadata={"help": "results.jsonl of ../shared/peers/torch_proxy_bench.py run just before on this machine: adds each step's ratio to the PyTorch DARTS step"})
 
 # Which PyTorch step each estimator is compared with (torch_proxy_bench.py record names).
@@ -83,8 +83,8 @@ def time_estimator(name: str, cfg: Config, batches: tuple, key: jax.Array) -> di
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
+    ref = reference_steps(cfg.reference) if cfg.reference else {}  # a bad file fails before any output
     out = prepare_out(cfg.out, cfg, resume_keys=("batch", "C", "N", "repeats", "seed", "conv_grads", "conv_library", "cell_barrier"))
-    ref = reference_steps(cfg.reference) if cfg.reference else {}  # a bad file fails before the timing
     x, y = load_cifar10_subset(cfg.data_dir, "train")
     b = cfg.batch
     batches = ((jnp.asarray(x[:b]), jnp.asarray(y[:b])), (jnp.asarray(x[b : 2 * b]), jnp.asarray(y[b : 2 * b])))
