@@ -56,13 +56,14 @@ class Config:
     cell_barrier: int = dataclasses.field(default=1, metadata={"help": "1: fusion barrier after each cell (jnas.nets.kernels.fusion_barrier), 0: none", "min": 0, "max": 1})
     reference: str | None = dataclasses.field(default=None, metadata={"help": "results.jsonl of ../shared/peers/torch_proxy_bench.py run just before on this machine: adds each step's ratio to the PyTorch DARTS step"})
 
+
 # Which PyTorch step each estimator is compared with (torch_proxy_bench.py record names).
 REFERENCE_STEP = {"first_order": "darts_v1_first_order_step", "finite_difference": "darts_v2_second_order_step",
                   "second_order": "darts_v2_second_order_step"}
 
 
 def time_estimator(name: str, cfg: Config, batches: tuple, key: jax.Array) -> dict:
-    net = dataclasses.replace(os201.supernet(C=cfg.C, N=cfg.N, conv_grads=cfg.conv_grads), cell_barrier=bool(cfg.cell_barrier))
+    net = os201.supernet(C=cfg.C, N=cfg.N, conv_grads=cfg.conv_grads, cell_barrier=bool(cfg.cell_barrier))
     conf = SearchConfig(total_steps=1000, estimator=name, conv_library=cfg.conv_library)
     state = init_state(key, net, os201.init_alpha(key), os201.mixing_weights, batches[0][0][:2], conf)
     step = make_step(net, os201.mixing_weights, conf)

@@ -59,7 +59,7 @@ class Config:
     hessian_images: int = dataclasses.field(default=64, metadata={"help": "validation images of the Hessian eigenvalue", "min": 1})
     column: str = dataclasses.field(default=DEFAULT_REPORT, metadata={"help": "table column of the derived cells' accuracy"})
     remedies: str = dataclasses.field(default=",".join(REMEDIES), metadata={"help": "darts_nb201 methods run as remedies, comma-separated"})
-    rank_cells: int = dataclasses.field(default=200, metadata={"help": "random cells whose one-shot accuracy in each final supernet is ranked against the table (0: off)", "min": 0})
+    rank_cells: int = dataclasses.field(default=200, metadata={"help": "random cells whose one-shot accuracy in each final supernet is ranked against the table (0: off)", "min": 0, "max": space.SIZE})
     rank_images: int = dataclasses.field(default=1024, metadata={"help": "validation images of those one-shot accuracies", "min": 1})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})

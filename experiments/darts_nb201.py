@@ -81,7 +81,7 @@ class Config:
     a_lr: float = dataclasses.field(default=3e-4, metadata={"help": "alpha's Adam learning rate (DARTS: 3e-4)", "above": 0.0})
     hessian_images: int = dataclasses.field(default=0, metadata={"help": "validation images the dominant Hessian eigenvalue in alpha is measured on after each epoch (RobustDARTS; 0: off)", "min": 0})
     column: str = dataclasses.field(default=DEFAULT_REPORT, metadata={"help": "table column of the per-epoch derived cell's accuracy"})
-    rank_cells: int = dataclasses.field(default=0, metadata={"help": "after the search: one-shot accuracy of this many distinct random cells in the supernet against their --column accuracy (Kendall tau, the rank disorder of weight sharing; 0: off)", "min": 0})
+    rank_cells: int = dataclasses.field(default=0, metadata={"help": "after the search: one-shot accuracy of this many distinct random cells in the supernet against their --column accuracy (Kendall tau, the rank disorder of weight sharing; 0: off)", "min": 0, "max": space.SIZE})
     rank_images: int = dataclasses.field(default=1024, metadata={"help": "validation images of the one-shot accuracies", "min": 1})
 
 
@@ -178,14 +178,13 @@ def _per_epoch(cfg: Config, table, net, mask, val, key):
 def rank_disorder(cfg: Config, table, net, state, val, out: Path, key: jax.Array) -> dict:
     """Kendall tau and Spearman rho between the trained supernet's one-shot accuracy of
     ``cfg.rank_cells`` distinct uniformly drawn cells (first ``cfg.rank_images`` validation
-    images, in whole batches of up to 256) and their table accuracy in ``cfg.column``. Per-cell numbers go to
-    ``rank_disorder.json`` (reused by a rerun with the same settings) and ``rank_disorder.png``."""
+    images, in whole batches of up to 256) and their table accuracy in ``cfg.column``.
+    Per-cell numbers go to ``rank_disorder.json`` (reused by a rerun with the same settings)
+    and ``rank_disorder.png``."""
     path = out / "rank_disorder.json"
     setting = {"cells": cfg.rank_cells, "images": cfg.rank_images, "column": cfg.column}
     if path.exists() and (cached := json.loads(path.read_text()))["setting"] == setting:
         return cached["summary"]
-    if cfg.rank_cells > space.SIZE:
-        raise ValueError(f"--rank-cells {cfg.rank_cells} exceeds the {space.SIZE} cells of the space")
     idx = jax.random.choice(key, space.SIZE, (cfg.rank_cells,), replace=False)
     archs = space.from_index(idx)
     images, labels = val[0][: cfg.rank_images], val[1][: cfg.rank_images]

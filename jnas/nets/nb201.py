@@ -365,14 +365,15 @@ class NB201Network(nn.Module):
 
     @classmethod
     def supernet(cls, C: int = 16, N: int = 5, num_classes: int = 10, partial: int = 1,
-                 skip_dropout: bool = False, conv_grads: str = "plain") -> "NB201Network":
+                 skip_dropout: bool = False, conv_grads: str = "plain", cell_barrier: bool = True) -> "NB201Network":
         """The weight-sharing supernet of differentiable search: every op runs, mixed by
         ``(6, 5)`` weights (``select="mask"``); ``partial`` and ``skip_dropout`` give PC-DARTS
         and P-DARTS (see the module docstring). ``conv_grads`` defaults to ``"plain"``: the CPU
         kernel rewrites that speed up the proxies cost this training step about 1.8x in compile
-        and step time (docs/performance.md)."""
+        and step time; ``cell_barrier`` (on) keeps XLA:CPU from fusing across cells
+        (docs/performance.md)."""
         return cls(C=C, N=N, num_classes=num_classes, select="mask", partial=partial, skip_dropout=skip_dropout,
-                   conv_grads=conv_grads, cell_barrier=True)
+                   conv_grads=conv_grads, cell_barrier=cell_barrier)
 
     @property
     def stage_channels(self) -> Sequence[int]:
