@@ -1,6 +1,10 @@
-"""Search-step time of DARTS hypergradient estimators on the NB201 supernet.
+"""Search-step time of DARTS hypergradient estimators on the NB201 or DARTS-space supernet.
 
     python -m experiments.bench_darts --data-dir ../shared/data --out runs/bench_darts
+    python -m experiments.bench_darts --space darts --C 8 --layers 5 --estimators first_order --data-dir ../shared/data
+
+``--space nb201`` times the NB201 supernet (``--C``, ``--N`` cells per stage); ``--space
+darts`` the DARTS cell-space supernet (``--C``, ``--layers`` cells, ``--depthwise``).
 
 Times one full search step (weight step + alpha step, jitted) at batch 64 on real CIFAR-10
 images for each estimator in ``--estimators``: ``first_order`` (DARTS 1st order, the
@@ -35,23 +39,27 @@ from tqdm.auto import tqdm
 
 from experiments.common import parse, prepare_out, save_figure
 from jnas.data import load_cifar10_subset
+from jnas.nets.darts import DEPTHWISE, DartsSupernet
 from jnas.nets.kernels import CONV_GRADS, CONV_LIBRARIES
-from jnas.oneshot import SearchConfig, init_state, make_step
+from jnas.oneshot import SearchConfig, darts_cells, init_state, make_step
 from jnas.oneshot import nb201 as os201
 from jnas.records import write_json
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    space: str = dataclasses.field(default="nb201", metadata={"help": "which supernet", "choices": ("nb201", "darts")})
     estimators: str = dataclasses.field(default="first_order,finite_difference,second_order", metadata={"help": "comma list of jnas.bilevel names"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/bench_darts", metadata={"help": "output folder"})
     batch: int = dataclasses.field(default=64, metadata={"help": "batch size"})
     C: int = dataclasses.field(default=16, metadata={"help": "supernet channels"})
-    N: int = dataclasses.field(default=5, metadata={"help": "cells per stage"})
+    N: int = dataclasses.field(default=5, metadata={"help": "cells per stage (nb201)", "min": 1})
+    layers: int = dataclasses.field(default=5, metadata={"help": "cells (darts; reductions at 1/3 and 2/3 depth)", "min": 3})
+    depthwise: str = dataclasses.field(default="dense", metadata={"help": "depthwise convolutions of the separable ops (darts)", "choices": DEPTHWISE})
     repeats: int = dataclasses.field(default=5, metadata={"help": "timed steps per estimator"})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
-    conv_grads: str = dataclasses.field(default="plain", metadata={"help": "CPU kernels (jnas.nets.kernels)", "choices": CONV_GRADS})
+    conv_grads: str = dataclasses.field(default="plain", metadata={"help": "CPU kernels (jnas.nets.kernels; nb201)", "choices": CONV_GRADS})
     conv_library: str = dataclasses.field(default="eigen", metadata={"help": "CPU convolution library of the step", "choices": CONV_LIBRARIES})
     cell_barrier: int = dataclasses.field(default=1, metadata={"help": "1: fusion barrier after each cell (jnas.nets.kernels.fusion_barrier), 0: none", "min": 0, "max": 1})
     reference: str | None = dataclasses.field(default=None, metadata={"help": "results.jsonl of ../shared/peers/torch_proxy_bench.py run just before on this machine: adds each step's ratio to the PyTorch DARTS step"})
@@ -62,12 +70,19 @@ REFERENCE_STEP = {"first_order": "darts_v1_first_order_step", "finite_difference
                   "second_order": "darts_v2_second_order_step"}
 
 
+def supernet(cfg: Config):
+    """``(net, alpha helpers module)`` of the space ``cfg.space``."""
+    if cfg.space == "darts":
+        return DartsSupernet(C=cfg.C, layers=cfg.layers, depthwise=cfg.depthwise, cell_barrier=bool(cfg.cell_barrier)), darts_cells
+    return os201.supernet(C=cfg.C, N=cfg.N, conv_grads=cfg.conv_grads, cell_barrier=bool(cfg.cell_barrier)), os201
+
+
 def time_estimator(name: str, cfg: Config, batches: tuple, key: jax.Array) -> dict:
-    net = os201.supernet(C=cfg.C, N=cfg.N, conv_grads=cfg.conv_grads, cell_barrier=bool(cfg.cell_barrier))
+    net, cells = supernet(cfg)
     conf = SearchConfig(total_steps=1000, estimator=name, conv_library=cfg.conv_library)
-    state = init_state(key, net, os201.init_alpha(key), os201.mixing_weights, batches[0][0][:2], conf)
-    step = make_step(net, os201.mixing_weights, conf)
-    mask = os201.full_mask()
+    state = init_state(key, net, cells.init_alpha(key), cells.mixing_weights, batches[0][0][:2], conf)
+    step = make_step(net, cells.mixing_weights, conf)
+    mask = cells.full_mask()
     t0 = time.perf_counter()
     state, _ = step(state, batches[0], batches[1], key, 0.0, mask)
     jax.block_until_ready(state)
@@ -84,15 +99,19 @@ def time_estimator(name: str, cfg: Config, batches: tuple, key: jax.Array) -> di
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = parse(Config, argv, __doc__.splitlines()[0])
+    if cfg.reference and cfg.space != "nb201":
+        raise ValueError("--reference holds PyTorch steps of the NB201 supernet; it compares with --space nb201 only")
     ref = reference_steps(cfg.reference) if cfg.reference else {}  # a bad file fails before any output
-    out = prepare_out(cfg.out, cfg, resume_keys=("batch", "C", "N", "repeats", "seed", "conv_grads", "conv_library", "cell_barrier"))
+    out = prepare_out(cfg.out, cfg, resume_keys=("space", "batch", "C", "N", "layers", "depthwise", "repeats", "seed", "conv_grads",
+                                                        "conv_library", "cell_barrier"))
     x, y = load_cifar10_subset(cfg.data_dir, "train")
     b = cfg.batch
     batches = ((jnp.asarray(x[:b]), jnp.asarray(y[:b])), (jnp.asarray(x[b : 2 * b]), jnp.asarray(y[b : 2 * b])))
     path = out / "bench_darts.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
     done = {r["estimator"] for r in rows}
-    meta = {"backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "C": cfg.C, "N": cfg.N, "batch": b,
+    shape = {"N": cfg.N} if cfg.space == "nb201" else {"layers": cfg.layers, "depthwise": cfg.depthwise}
+    meta = {"backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind), "space": cfg.space, "C": cfg.C, **shape, "batch": b,
             "conv_grads": cfg.conv_grads, "conv_library": cfg.conv_library, "cell_barrier": cfg.cell_barrier}
     for name in tqdm([n for n in cfg.estimators.split(",") if n not in done], desc="estimators"):
         rows.append(time_estimator(name, cfg, batches, jax.random.key(cfg.seed)))
@@ -106,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     if cfg.reference:
         meta["reference"] = cfg.reference
     write_json(path, {**meta, "rows": rows}, indent=1)
-    print(f"{meta['backend']} ({meta['device']}), NB201 supernet C={cfg.C} N={cfg.N}, batch {b}")
+    print(f"{meta['backend']} ({meta['device']}), {cfg.space} supernet C={cfg.C} {shape}, batch {b}")
     print(f"{'estimator':<20}{'step s':>10}{'compile s':>12}{'x first order':>15}{'x PyTorch':>11}")
     for r in rows:
         ratio = f"{r['ratio_to_first_order']:.2f}" if r["ratio_to_first_order"] else "-"

@@ -52,15 +52,33 @@ def use_cpu_cores() -> int | None:
     return n
 
 
+def use_compilation_cache() -> str | None:
+    """Keep compiled programs on disk, so a killed run that resumes (or a rerun) does not compile
+    again: a DARTS-space search step takes minutes to compile on CPU. The folder is
+    ``JNAS_COMPILATION_CACHE`` (empty: off), else ``~/.cache/jnas/xla``; programs that
+    compiled in under a second are not kept. Leaves a cache folder set elsewhere alone.
+    Returns the folder used, None when off."""
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    folder = os.environ.get("JNAS_COMPILATION_CACHE", str(Path.home() / ".cache" / "jnas" / "xla"))
+    if not folder:
+        return None
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return folder
+
+
 def parse(config_cls: type[C], argv: Sequence[str] | None, description: str) -> C:
     """Parse ``argv`` into ``config_cls``: one ``--flag`` per field (underscores as dashes),
     each value checked against its field's bounds before anything runs (see :func:`check_field`).
-    Also calls :func:`use_cpu_cores` (before any JAX work, as every experiment parses first).
+    Also calls :func:`use_cpu_cores` (before any JAX work, as every experiment parses first)
+    and :func:`use_compilation_cache`.
 
     Raises:
       ValueError: a value outside its field's bounds, naming the flag, the value and what is allowed.
     """
     use_cpu_cores()
+    use_compilation_cache()
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(config_cls):
         flag = "--" + f.name.replace("_", "-")

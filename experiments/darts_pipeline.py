@@ -15,7 +15,9 @@ over the epochs, SGD 0.025 cosine, weight decay 3e-4) and tested on the 1,017 te
 CPU-sized defaults against DARTS's published setting: search C=8, 5 cells, 10 epochs on 5,085
 images (DARTS: C=16, 8 cells, 50 epochs on 50,000); evaluation C=16, 8 cells, 20 epochs on
 5,085 images (DARTS: C=36, 20 cells, 600 epochs on 50,000). Published genotypes' parameter
-counts are taken at C=36, 20 cells (no auxiliary head, as the papers count).
+counts are taken at C=36, 20 cells (no auxiliary head, as the papers count). On a 2-core CPU
+these defaults take hours per search and per evaluation network (measured step times in
+docs/bilevel.md, "The DARTS cell space end to end"); smaller flags run it in minutes.
 
 Writes ``search_<method>/alpha.jsonl`` (mixing weights and derived genotype per epoch),
 ``train_<name>/metrics.csv``, ``results.jsonl`` (one record per finished search or training)
@@ -68,7 +70,7 @@ class Config:
     aux_weight: float = dataclasses.field(default=0.4, metadata={"help": "auxiliary-head loss weight (0: no head)", "min": 0.0})
     cutout: int = dataclasses.field(default=16, metadata={"help": "cutout side (0: off)", "min": 0})
     drop_path: float = dataclasses.field(default=0.2, metadata={"help": "drop-path rate at the last epoch", "min": 0.0, "max": 0.9})
-    depthwise: str = dataclasses.field(default="xla", metadata={"help": "depthwise convolutions of the separable ops: XLA's grouped convolution or shifted multiply-adds (same numbers)", "choices": DEPTHWISE})
+    depthwise: str = dataclasses.field(default="dense", metadata={"help": "depthwise convolutions of the separable ops: a dense convolution with a block-diagonal kernel, XLA's grouped convolution or shifted multiply-adds (same numbers)", "choices": DEPTHWISE})
     seed: int = dataclasses.field(default=0, metadata={"help": "PRNG seed"})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/darts_pipeline", metadata={"help": "output folder"})

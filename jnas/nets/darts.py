@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jnas.nets.kernels import avg_pool_3x3, batch_norm, depthwise
+from jnas.nets.kernels import avg_pool_3x3, batch_norm, depthwise, depthwise_dense, fusion_barrier
 from jnas.nets.layers import ReLUConvBN, channel_shuffle, concrete, torch_bias_init, torch_kernel_init
 from jnas.spaces import darts as space
 
@@ -57,29 +57,34 @@ class FactorizedReduce(nn.Module):
         return batch_norm(train, "bn", self.affine)(jnp.concatenate([a, b], axis=-1))
 
 
-DEPTHWISE = ("xla", "shifted")
+DEPTHWISE = ("dense", "xla", "shifted")
 
 
 class DepthwiseConv(nn.Module):
     """k x k depthwise convolution without bias, DARTS's padding, as ``k * k`` shifted
-    multiply-adds (:func:`jnas.nets.kernels.depthwise`); the same ``kernel`` parameter of
-    shape ``(k, k, 1, c)`` and initialisation as the grouped ``nn.Conv`` it replaces."""
+    multiply-adds (``impl="shifted"``, :func:`jnas.nets.kernels.depthwise`) or one dense
+    convolution with a block-diagonal kernel (``"dense"``, :func:`jnas.nets.kernels.depthwise_dense`);
+    the same ``kernel`` parameter of shape ``(k, k, 1, c)`` and initialisation as the grouped
+    ``nn.Conv`` they replace."""
 
     kernel: int
     stride: int = 1
     dilation: int = 1
+    impl: str = "dense"
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         w = self.param("kernel", torch_kernel_init, (self.kernel, self.kernel, 1, x.shape[-1]))
-        return depthwise(x, w.astype(x.dtype), self.stride, self.dilation)
+        fn = depthwise if self.impl == "shifted" else depthwise_dense
+        return fn(x, w.astype(x.dtype), self.stride, self.dilation)
 
 
 def _depthwise(impl: str, c: int, k: int, stride: int = 1, dilation: int = 1, name: str | None = None):
-    """The depthwise convolution of SepConv/DilConv: XLA's grouped convolution (``"xla"``) or
-    shifted multiply-adds (``"shifted"``, faster on XLA:CPU); same parameters either way."""
-    if impl == "shifted":
-        return DepthwiseConv(k, stride, dilation, name=name)
+    """The depthwise convolution of SepConv/DilConv: a dense convolution with a block-diagonal
+    kernel (``"dense"``, the fastest on XLA:CPU), XLA's grouped convolution (``"xla"``) or
+    shifted multiply-adds (``"shifted"``); same parameters and numbers either way."""
+    if impl in ("dense", "shifted"):
+        return DepthwiseConv(k, stride, dilation, impl, name=name)
     if impl != "xla":
         raise ValueError(f"unknown depthwise implementation {impl!r}; choose one of {list(DEPTHWISE)}")
     return _conv(c, k, stride, dilation, groups=c, name=name)
@@ -92,7 +97,7 @@ class SepConv(nn.Module):
     kernel: int
     stride: int = 1
     affine: bool = True
-    depthwise: str = "xla"
+    depthwise: str = "dense"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
@@ -111,7 +116,7 @@ class DilConv(nn.Module):
     stride: int = 1
     dilation: int = 2
     affine: bool = True
-    depthwise: str = "xla"
+    depthwise: str = "dense"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
@@ -134,7 +139,7 @@ class MixedOp(nn.Module):
     stride: int
     partial: int = 1
     skip_dropout: bool = False
-    depthwise: str = "xla"
+    depthwise: str = "dense"
 
     @nn.compact
     def __call__(self, x: Array, w: Float[Array, "8"], train: bool, drop_rate: Array | float = 0.0) -> Array:
@@ -175,7 +180,7 @@ class SearchCell(nn.Module):
     reduction_prev: bool
     partial: int = 1
     skip_dropout: bool = False
-    depthwise: str = "xla"
+    depthwise: str = "dense"
 
     @nn.compact
     def __call__(self, s0: Array, s1: Array, weights: Float[Array, "14 8"], train: bool, drop_rate=0.0) -> Array:
@@ -222,7 +227,9 @@ class DartsSupernet(nn.Module):
     """DARTS search network: 3x3 stem (3C) -> ``layers`` cells, reduction cells at 1/3 and
     2/3 depth doubling C -> global pool -> linear. ``apply(v, x, weights, train, drop_rate)``
     with ``weights = {"normal": (14, 8), "reduce": (14, 8)}``. ``depthwise``: how the
-    separable convolutions' depthwise part runs (:data:`DEPTHWISE`; same parameters)."""
+    separable convolutions' depthwise part runs (:data:`DEPTHWISE`; same parameters);
+    ``cell_barrier`` passes each cell's output through :func:`jnas.nets.kernels.fusion_barrier`
+    (exact; keeps XLA:CPU from fusing the backward pass across cells)."""
 
     C: int = 16
     layers: int = 8
@@ -230,7 +237,8 @@ class DartsSupernet(nn.Module):
     stem_multiplier: int = 3
     partial: int = 1
     skip_dropout: bool = False
-    depthwise: str = "xla"
+    depthwise: str = "dense"
+    cell_barrier: bool = True
 
     @nn.compact
     def __call__(self, x: Float[Array, "b h w c"], weights: dict[str, Array], train: bool = True, drop_rate=0.0):
@@ -243,7 +251,8 @@ class DartsSupernet(nn.Module):
             if c % self.partial:
                 raise ValueError(f"partial={self.partial} must divide the cell width {c}")
             m = SearchCell(c, reduction, reduction_prev, self.partial, self.skip_dropout, self.depthwise, name=f"cell_{i}")
-            return m(s0, s1, weights["reduce" if reduction else "normal"], train, drop_rate)
+            y = m(s0, s1, weights["reduce" if reduction else "normal"], train, drop_rate)
+            return fusion_barrier(y) if self.cell_barrier else y
 
         return _network(x, train, self.C, self.layers, self.stem_multiplier, self.num_classes, cell)
 
@@ -282,7 +291,7 @@ class EvalCell(nn.Module):
     features: int
     reduction: bool
     reduction_prev: bool
-    depthwise: str = "xla"
+    depthwise: str = "dense"
 
     @nn.compact
     def __call__(self, s0: Array, s1: Array, genotype, train: bool, drop_rate=0.0) -> Array:
@@ -307,7 +316,7 @@ class EvalCell(nn.Module):
         return jnp.concatenate(states[2:], axis=-1)
 
 
-def _eval_op(name: str, c: int, stride: int, module_name: str, x: Array, train: bool, depthwise: str = "xla") -> Array:
+def _eval_op(name: str, c: int, stride: int, module_name: str, x: Array, train: bool, depthwise: str = "dense") -> Array:
     """One op of a derived cell, as in the DARTS evaluation network (affine BN, pools without BN)."""
     if name == "max_pool_3x3":
         return _pool("max", x, stride)
@@ -340,7 +349,7 @@ class DartsNetwork(nn.Module):
     stem_multiplier: int = 3
     select: str = "static"
     auxiliary: bool = False
-    depthwise: str = "xla"
+    depthwise: str = "dense"
 
     @nn.compact
     def __call__(self, x: Float[Array, "b h w c"], genotype, train: bool = True, drop_path=0.0):

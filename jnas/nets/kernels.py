@@ -266,6 +266,19 @@ def depthwise(x: Float[Array, "b h w c"], w: Float[Array, "k k 1 c"], stride: in
     return out
 
 
+def depthwise_dense(x: Float[Array, "b h w c"], w: Float[Array, "k k 1 c"], stride: int = 1, dilation: int = 1) -> Array:
+    """:func:`depthwise` as one dense convolution with the block-diagonal kernel
+    ``w[:, :, 0, :, None] * eye(c)``: ``c`` times the multiplies, but XLA:CPU runs dense
+    convolutions (forward and both gradients) 4-7x faster than its grouped ones at the DARTS
+    supernet's shapes (docs/bilevel.md), and autodiff maps the kernel gradient back to the
+    diagonal. Compiles like a convolution, unlike the ``k * k`` slices of :func:`depthwise`."""
+    k, c = w.shape[0], x.shape[-1]
+    p = dilation * (k - 1) // 2
+    dense = w[:, :, 0, :, None] * jnp.eye(c, dtype=w.dtype)
+    return lax.conv_general_dilated(x, dense.astype(x.dtype), (stride, stride), ((p, p), (p, p)),
+                                    rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 def fusion_barrier(x: Float[Array, "... c"]) -> Float[Array, "... c"]:
     """``x`` unchanged (a product with the identity over channels is exact), materialised.
 

@@ -20,6 +20,8 @@ def test_reference_steps_are_read_and_bad_files_named(tmp_path):
     ref.write_text(json.dumps(RECORDS[0]))
     with pytest.raises(ValueError, match="holds no DARTS step records"):
         bench_darts.main(["--reference", str(ref), "--out", str(tmp_path / "run")])
+    with pytest.raises(ValueError, match="compares with --space nb201 only"):
+        bench_darts.main(["--space", "darts", "--reference", str(ref), "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()  # refused before any output
 
 
@@ -33,3 +35,12 @@ def test_rows_carry_compile_time_and_the_ratio_to_the_reference(tmp_path, data_d
     assert row["step_s"] > 0 and row["compile_s"] > 0 and row["ratio_to_first_order"] == 1.0
     assert row["reference_step_s"] == 2.0 and row["ratio_to_reference"] == pytest.approx(row["step_s"] / 2.0)
     assert json.loads((tmp_path / "run" / "bench_darts.json").read_text())["rows"] == [row]
+
+
+@pytest.mark.slow  # compiles a DARTS-space search step (about 6 minutes on 2 cores)
+def test_darts_space_rows(tmp_path, data_dir):
+    args = ["--space", "darts", "--estimators", "first_order", "--C", "2", "--layers", "3", "--batch", "2", "--repeats", "1",
+            "--data-dir", str(data_dir), "--out", str(tmp_path / "run")]
+    (row,) = bench_darts.main(args)
+    meta = json.loads((tmp_path / "run" / "bench_darts.json").read_text())
+    assert row["step_s"] > 0 and meta["space"] == "darts" and meta["layers"] == 3 and meta["depthwise"] == "dense"

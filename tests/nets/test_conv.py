@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from jnas.nets import NB201Network
-from jnas.nets.kernels import NHWC, compiler_options, conv_fn, conv_general_dilated, depthwise, fusion_barrier
+from jnas.nets.kernels import NHWC, compiler_options, conv_fn, conv_general_dilated, depthwise, depthwise_dense, fusion_barrier
 
 
 @pytest.fixture
@@ -185,17 +185,19 @@ def test_eigen_library_takes_convolutions_out_of_ynnpack(key):
         compiler_options("mkl")
 
 
+@pytest.mark.parametrize("impl", [depthwise, depthwise_dense], ids=["shifted", "dense"])
 @pytest.mark.parametrize("k,stride,dilation,size", [(3, 1, 1, 7), (5, 2, 1, 8), (3, 2, 2, 9), (5, 1, 2, 6)])
-def test_shifted_depthwise_equals_grouped_convolution(x64, key, k, stride, dilation, size):
-    """kernels.depthwise (k*k shifted multiply-adds) against lax's grouped convolution with
-    the same padding, values and both gradients, in float64."""
+def test_depthwise_forms_equal_grouped_convolution(x64, key, impl, k, stride, dilation, size):
+    """kernels.depthwise (k*k shifted multiply-adds) and kernels.depthwise_dense (block-diagonal
+    dense kernel) against lax's grouped convolution with the same padding, values and both
+    gradients, in float64."""
     kx, kw, kg = jax.random.split(key, 3)
     x = jax.random.normal(kx, (2, size, size, 3), jnp.float64)
     w = jax.random.normal(kw, (k, k, 1, 3), jnp.float64)
     p = dilation * (k - 1) // 2
     ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (stride, stride), ((p, p), (p, p)), rhs_dilation=(dilation, dilation),
                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=3)
-    got = lambda x, w: depthwise(x, w, stride, dilation)
+    got = lambda x, w: impl(x, w, stride, dilation)
     np.testing.assert_allclose(got(x, w), ref(x, w), rtol=1e-12, atol=1e-12)
     g = jax.random.normal(kg, ref(x, w).shape, jnp.float64)
     dg = jax.grad(lambda x, w: jnp.sum(got(x, w) * g), argnums=(0, 1))(x, w)

@@ -107,13 +107,14 @@ def test_drop_path_reaches_every_op_but_the_identity_in_training_only():
         np.testing.assert_array_equal(run(0.5, False), run(0.0, False))
 
 
+@pytest.mark.parametrize("impl", ["shifted", "dense"])
 @pytest.mark.parametrize("cls", ["SepConv", "DilConv"])
-def test_shifted_depthwise_ops_equal_grouped_ones_with_the_same_parameters(cls):
+def test_depthwise_forms_of_the_ops_equal_grouped_ones_with_the_same_parameters(cls, impl):
     from jnas.nets import darts as D
 
     x = jax.random.normal(jax.random.key(0), (2, 9, 9, 6))
     for k, stride in ((3, 1), (5, 2)):
-        a, b = getattr(D, cls)(6, k, stride), getattr(D, cls)(6, k, stride, depthwise="shifted")
+        a, b = getattr(D, cls)(6, k, stride, depthwise="xla"), getattr(D, cls)(6, k, stride, depthwise=impl)
         v = a.init(jax.random.key(1), x, False)
         assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, b.init(jax.random.key(1), x, False))
         np.testing.assert_allclose(b.apply(v, x, False), a.apply(v, x, False), atol=1e-5)
