@@ -38,6 +38,8 @@ _OWN_CACHE = "JNAS_TEST_COMPILATION_CACHE" not in os.environ
 if _OWN_CACHE:
     os.environ["JNAS_TEST_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jnas-test-xla-cache-")
 jax.config.update("jax_compilation_cache_dir", os.environ["JNAS_TEST_COMPILATION_CACHE"])
+# Experiments that tests start as subprocesses use the same folder, never ~/.cache/jnas/xla.
+os.environ["JNAS_COMPILATION_CACHE"] = os.environ["JNAS_TEST_COMPILATION_CACHE"]
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
