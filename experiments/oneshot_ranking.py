@@ -16,7 +16,8 @@ that pass plus the evaluation), then its accuracy on ``--eval-images`` validatio
 ``--cells`` distinct uniformly drawn cells are scored and compared with the table's
 ``--column`` (any accuracy column of the benchmark file): Kendall tau and Spearman rho
 (scipy), the overlap of the top 10% by each, and the table accuracy of the picked cell.
-CPU-sized defaults (C=8, N=1, 30 epochs, 1,000 cells) run in about 10 minutes on 2 cores.
+CPU-sized defaults (C=8, N=1, 30 epochs, 1,000 cells): ``rsps`` took 30 minutes on 2 cores
+(training 10, scoring 20; docs/oneshot.md); ``spos`` adds its evolution's evaluations.
 
 Writes ``train.jsonl`` (per-epoch loss), ``scores.jsonl`` (one record per chunk of scored
 cells), ``scores.csv``, ``summary.json`` and ``ranking.png``; training resumes per epoch,
