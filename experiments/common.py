@@ -273,3 +273,20 @@ def plot_curves(curves: dict[str, np.ndarray], report: str, title: str, path: Pa
         mean_band(ax, np.arange(1, c.shape[1] + 1), c, name)
     save_incumbent_plot(fig, ax, optimum, path, xlabel="queries", ylabel=f"incumbent {report}", title=title,
                         ylim=(optimum - 3, optimum + 0.3))
+
+
+def rank_agreement(scores: np.ndarray, truth: np.ndarray, top: float = 0.1) -> dict:
+    """How well ``scores`` rank the items the way ``truth`` does, over the items whose truth
+    is finite (a cell missing from a table column is NaN): Kendall tau with its p-value,
+    Spearman rho (scipy), and the overlap of the top ``top`` fraction by each."""
+    from scipy import stats
+
+    scores, truth = np.asarray(scores, float), np.asarray(truth, float)
+    ok = np.isfinite(truth)
+    if ok.sum() < 2:
+        raise ValueError(f"rank agreement needs at least 2 items with a finite truth value; got {int(ok.sum())}")
+    tau = stats.kendalltau(scores[ok], truth[ok])
+    k = max(1, int(ok.sum() * top))
+    best = lambda v: set(np.argsort(-v[ok], kind="stable")[:k])
+    return {"n": int(ok.sum()), "kendall_tau": float(tau.statistic), "kendall_p": float(tau.pvalue),
+            "spearman": float(stats.spearmanr(scores[ok], truth[ok]).statistic), "top_overlap": len(best(scores) & best(truth)) / k}

@@ -38,9 +38,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy import stats
 
-from experiments.common import parse, prepare_out, save_figure
+from experiments.common import parse, prepare_out, rank_agreement, save_figure
 from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
 from jnas.oneshot import SearchConfig, driver, make_alpha_curvature, pdarts
@@ -191,16 +190,16 @@ def rank_disorder(cfg: Config, table, net, state, val, out: Path, key: jax.Array
     bsz = min(256, len(images))
     one_shot = np.asarray(os201.one_shot_accuracy(net, state.params, state.batch_stats, archs, images, labels, batch=bsz))
     truth = np.asarray(table.query(archs, cfg.column))
-    ok = np.isfinite(truth)
-    tau, p = stats.kendalltau(one_shot[ok], truth[ok])
-    summary = {**setting, "images": len(images) // bsz * bsz, "cells_in_table": int(ok.sum()), "kendall_tau": float(tau), "kendall_p": float(p),
-               "spearman": float(stats.spearmanr(one_shot[ok], truth[ok]).statistic)}
+    agree = rank_agreement(one_shot, truth)
+    tau = agree["kendall_tau"]
+    summary = {**setting, "images": len(images) // bsz * bsz, "cells_in_table": agree["n"], "kendall_tau": tau,
+               "kendall_p": agree["kendall_p"], "spearman": agree["spearman"]}
     cells = [{"arch": space.to_string(a), "one_shot_acc": float(o), "table_acc": float(t)}
              for a, o, t in zip(np.asarray(archs), one_shot, truth)]
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.scatter(truth, 100 * one_shot, s=8)
     ax.set(xlabel=f"table: {cfg.column}", ylabel="one-shot accuracy in the supernet (%)",
-           title=f"{cfg.method}: Kendall tau {tau:.3f} over {ok.sum()} cells")
+           title=f"{cfg.method}: Kendall tau {tau:.3f} over {agree['n']} cells")
     save_figure(fig, out / "rank_disorder.png", dpi=110)
     write_json(path, {"setting": setting, "summary": summary, "cells": cells}, indent=1)
     return summary

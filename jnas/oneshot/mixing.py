@@ -45,3 +45,21 @@ def perturb(weights: Float[Array, "... o"], key: jax.Array, eps: float | Float[A
     top = jax.nn.one_hot(jnp.argmax(jnp.where(on, noisy, -jnp.inf), -1), weights.shape[-1], dtype=weights.dtype)
     clamped = jnp.where(clamped.sum(-1, keepdims=True) > 0, clamped, top)
     return clamped / clamped.sum(-1, keepdims=True) * weights.sum(-1, keepdims=True)
+
+
+def gumbel_hard(weights: Float[Array, "... o"], key: jax.Array, tau: float | Float[Array, ""]) -> Float[Array, "... o"]:
+    """GDAS's hard Gumbel-softmax sample of one op per edge (Dong & Yang, CVPR 2019).
+
+    Forward: a one-hot per edge, the op ``argmax(log w + g)`` with Gumbel noise ``g`` (an op
+    drawn with probability ``w``). Backward: the straight-through gradient of the relaxed
+    sample ``softmax((log w + g) / tau)``. Ops that are off (weight 0) are never drawn, and
+    each edge keeps its total weight (1 for a softmax, the edge's weight under edge
+    normalisation). With the mask supernet every op's output enters the gradient of the
+    mixing weights, the exact straight-through estimator; the GDAS code runs only the drawn op.
+    """
+    total = weights.sum(-1, keepdims=True)
+    logits = jnp.log(jnp.where(weights > 0, weights / total, 1.0))
+    logits = jnp.where(weights > 0, logits, NEG)
+    soft = jax.nn.softmax((logits + jax.random.gumbel(key, weights.shape, weights.dtype)) / tau, axis=-1)
+    hard = jax.nn.one_hot(jnp.argmax(soft, -1), weights.shape[-1], dtype=weights.dtype)
+    return (hard + (soft - jax.lax.stop_gradient(soft))) * total  # forward: exactly the one-hot

@@ -33,7 +33,7 @@ import optax
 from jnas import bilevel
 from jnas.bilevel.curvature import dominant_eigenvalue
 from jnas.nets.kernels import compiler_options
-from jnas.oneshot.mixing import perturb
+from jnas.oneshot.mixing import gumbel_hard, perturb
 from jnas.train.optim import cosine_schedule, sgd_cosine
 
 PyTree = Any
@@ -62,6 +62,11 @@ class SearchConfig:
     # the search from alpha_noise_start to alpha_noise (the SDARTS code: 0.03 -> 0.3); 0: off.
     alpha_noise: float = 0.0
     alpha_noise_start: float = 0.03
+    # GDAS (Dong & Yang 2019): every loss, weight and alpha step alike, sees one op per edge
+    # drawn by a hard Gumbel-softmax (jnas.oneshot.mixing.gumbel_hard), temperature decayed
+    # linearly over the search from gumbel_tau to gumbel_tau_min (GDAS: 10 -> 0.1); 0: off.
+    gumbel_tau: float = 0.0
+    gumbel_tau_min: float = 0.1
 
 
 class SearchState(NamedTuple):
@@ -110,18 +115,19 @@ def init_state(key: jax.Array, net: nn.Module, alpha: PyTree, mix: Callable, x: 
 
 
 def search_loss(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree]) -> Callable:
-    """``loss(params, stats, alpha, (x, y), key, drop_rate, op_mask, smoothing=None) ->
+    """``loss(params, stats, alpha, (x, y), key, drop_rate, op_mask, noise=None) ->
     (cross-entropy, (new BN statistics, accuracy))``: the supernet in training mode, as every
-    search step sees it. ``smoothing=(key, eps)`` perturbs the mixing weights (SDARTS-RS,
-    :func:`jnas.oneshot.mixing.perturb`)."""
+    search step sees it. ``noise=(fn, key, scale)`` replaces each array of mixing weights
+    ``w`` by ``fn(w, key, scale)``: SDARTS-RS's :func:`jnas.oneshot.mixing.perturb` or GDAS's
+    :func:`jnas.oneshot.mixing.gumbel_hard`."""
 
-    def loss(params, stats, alpha, batch, key, drop_rate, op_mask, smoothing=None):
+    def loss(params, stats, alpha, batch, key, drop_rate, op_mask, noise=None):
         x, y = batch
         weights = mix(alpha, op_mask)
-        if smoothing is not None:
-            k, eps = smoothing
+        if noise is not None:
+            fn, k, scale = noise
             leaves, tree = jax.tree.flatten(weights)
-            weights = jax.tree.unflatten(tree, [perturb(w, kk, eps) for w, kk in zip(leaves, jax.random.split(k, len(leaves)))])
+            weights = jax.tree.unflatten(tree, [fn(w, kk, scale) for w, kk in zip(leaves, jax.random.split(k, len(leaves)))])
         logits, upd = net.apply(
             {"params": params, "batch_stats": stats}, x, weights, True, drop_rate,
             mutable=["batch_stats"], rngs={"dropout": key},
@@ -162,10 +168,14 @@ def make_step(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], config: S
     @partial(jax.jit, static_argnames="update_alpha", compiler_options=compiler_options(config.conv_library))
     def jitted(state: SearchState, train_batch, val_batch, key, drop_rate, op_mask, update_alpha: bool):
         k_train, k_val, k_est, k_noise = jax.random.split(key, 4)
-        smoothing = None
+        ramp = jnp.minimum(state.step / config.total_steps, 1.0)
+        smoothing = gumbel = gumbel_val = None
         if config.alpha_noise > 0:  # SDARTS-RS: weights trained around alpha, a smoother landscape in alpha
-            ramp = jnp.minimum(state.step / config.total_steps, 1.0)
-            smoothing = (k_noise, config.alpha_noise_start + (config.alpha_noise - config.alpha_noise_start) * ramp)
+            smoothing = (perturb, k_noise, config.alpha_noise_start + (config.alpha_noise - config.alpha_noise_start) * ramp)
+        if config.gumbel_tau > 0:  # GDAS: a fresh hard sample for every loss
+            tau = config.gumbel_tau + (config.gumbel_tau_min - config.gumbel_tau) * ramp
+            k_g, k_gv = jax.random.split(k_noise)
+            smoothing, gumbel, gumbel_val = (gumbel_hard, k_g, tau), (gumbel_hard, k_g, tau), (gumbel_hard, k_gv, tau)
         (l_train, (stats, acc_train)), g = jax.value_and_grad(loss, has_aux=True)(
             state.params, state.batch_stats, state.alpha, train_batch, k_train, drop_rate, op_mask, smoothing
         )
@@ -174,13 +184,13 @@ def make_step(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], config: S
         alpha, a_opt = state.alpha, state.a_opt
         if update_alpha:
             problem = bilevel.Problem(
-                outer=lambda a, w: loss(w, stats, a, val_batch, k_val, drop_rate, op_mask)[0],
-                inner=lambda a, w: loss(w, stats, a, train_batch, k_train, drop_rate, op_mask)[0],
+                outer=lambda a, w: loss(w, stats, a, val_batch, k_val, drop_rate, op_mask, gumbel_val)[0],
+                inner=lambda a, w: loss(w, stats, a, train_batch, k_train, drop_rate, op_mask, gumbel)[0],
             )
             ga = make_estimator(config, sched(state.step))(problem, state.alpha, params, k_est)
             a_upd, a_opt = a_tx.update(ga, state.a_opt, state.alpha)
             alpha = optax.apply_updates(state.alpha, a_upd)
-        l_val, (_, acc_val) = loss(params, stats, state.alpha, val_batch, k_val, drop_rate, op_mask)
+        l_val, (_, acc_val) = loss(params, stats, state.alpha, val_batch, k_val, drop_rate, op_mask, gumbel_val)
         metrics = {"train_loss": l_train, "train_acc": acc_train, "val_loss": l_val, "val_acc": acc_val, "w_lr": sched(state.step)}
         return SearchState(params, stats, alpha, w_opt, a_opt, state.step + 1), metrics
 

@@ -8,6 +8,10 @@ differ afterwards: RSPS ranks random cells by their inherited accuracy, SPOS run
 it. The supernet is :func:`jnas.oneshot.nb201.supernet` fed one-hot mixing weights, so a cell's
 forward pass is exactly its stand-alone network with the supernet's parameters.
 
+The same training and scoring serve the hypernetworks of :mod:`jnas.oneshot.hyper` (SMASH,
+GHN): given ``hyper``, the trained parameters are the hypernetwork's, and each sampled cell
+runs with the weights it generates for that cell.
+
 Batch norm: a sub-network's statistics are not the supernet's running averages (those belong
 to the mixture of every sampled path), so :func:`recalibrate` recomputes them for each cell on
 calibration images, as SPOS does, before it is evaluated in inference mode.
@@ -24,6 +28,7 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from jnas.nets.kernels import BN_MOMENTUM, compiler_options
+from jnas.oneshot.hyper import HyperNet
 from jnas.oneshot.search import SearchConfig, weight_optimizer, weight_schedule
 from jnas.spaces import nb201 as space
 
@@ -43,23 +48,37 @@ def one_hot(cells: Int[Array, "... 6"], dtype=jnp.float32) -> Float[Array, "... 
     return jax.nn.one_hot(cells, space.NUM_OPS, dtype=dtype)
 
 
-def init_state(key: jax.Array, net, x: Float[Array, "b h w c"], config: SearchConfig) -> PathState:
-    """Supernet variables (``net.init`` on a sample batch) and a fresh weight optimiser
-    (DARTS's SGD settings from ``config``: lr, cosine to ``w_lr_min``, momentum, weight decay,
-    gradient clipping; the alpha fields are unused)."""
-    variables = net.init({"params": key, "dropout": key}, x, one_hot(space.sample(key)))
-    params = variables["params"]
+def arch_input(net, cell: Int[Array, "6"], dtype=jnp.float32) -> Array:
+    """What ``net`` takes for ``cell``: one-hot mixing weights for the mask supernet, the op
+    indices for a ``select="switch"`` network with the same parameters (only the cell's ops
+    run: faster under ``lax.map``)."""
+    return one_hot(cell, dtype) if net.select == "mask" else jnp.asarray(cell)
+
+
+def weights_for(hyper: HyperNet | None) -> Callable[[PyTree, Array], PyTree]:
+    """``(trained parameters, cell) -> network parameters``: the shared supernet weights
+    themselves, or the weights ``hyper`` generates for the cell."""
+    return (lambda params, cell: params) if hyper is None else hyper.params
+
+
+def init_state(key: jax.Array, net, x: Float[Array, "b h w c"], config: SearchConfig, hyper: HyperNet | None = None) -> PathState:
+    """Supernet variables (``net.init`` on a sample batch), turned into ``hyper``'s parameters
+    when given, and a fresh weight optimiser (DARTS's SGD settings from ``config``: lr, cosine
+    to ``w_lr_min``, momentum, weight decay, gradient clipping; the alpha fields are unused)."""
+    variables = net.init({"params": key, "dropout": key}, x, arch_input(net, space.sample(key), x.dtype))
+    params = variables["params"] if hyper is None else hyper.init(jax.random.fold_in(key, 1), variables["params"])
     return PathState(params, variables.get("batch_stats", {}), weight_optimizer(config).init(params), jnp.zeros((), jnp.int32))
 
 
-def make_step(net, config: SearchConfig) -> Callable:
+def make_step(net, config: SearchConfig, hyper: HyperNet | None = None) -> Callable:
     """A jitted ``step(state, (x, y), key) -> (state, metrics)``: sample one cell uniformly
-    from ``key``, take one optimiser step on its cross-entropy (training-mode batch norm).
-    ``metrics`` holds ``loss``, ``acc``, ``w_lr`` and the sampled ``cell``."""
-    tx, sched = weight_optimizer(config), weight_schedule(config)
+    from ``key``, take one optimiser step on its cross-entropy (training-mode batch norm),
+    through ``hyper`` when given. ``metrics`` holds ``loss``, ``acc``, ``w_lr`` and the
+    sampled ``cell``."""
+    tx, sched, weights = weight_optimizer(config), weight_schedule(config), weights_for(hyper)
 
     def loss(params, stats, cell, x, y):
-        logits, upd = net.apply({"params": params, "batch_stats": stats}, x, one_hot(cell, x.dtype), True, 0.0,
+        logits, upd = net.apply({"params": weights(params, cell), "batch_stats": stats}, x, arch_input(net, cell, x.dtype), True, 0.0,
                                 mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)})
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (upd["batch_stats"], (jnp.argmax(logits, -1) == y).mean())
 
@@ -74,32 +93,36 @@ def make_step(net, config: SearchConfig) -> Callable:
     return step
 
 
-def recalibrate(net, params: PyTree, batch_stats: PyTree, weights: Float[Array, "6 5"], x: Float[Array, "b h w c"]) -> PyTree:
-    """Batch-norm statistics of the sub-network ``weights`` over the calibration images ``x``:
+def recalibrate(net, params: PyTree, batch_stats: PyTree, arch: Array, x: Float[Array, "b h w c"]) -> PyTree:
+    """Batch-norm statistics of the sub-network ``arch`` (``net``'s input for it, see
+    :func:`arch_input`) over the calibration images ``x``:
     each layer's mean and (biased) variance over ``x``, as one training-mode pass computes them.
 
     The pass starts from zero statistics, so the running-average update ``m * 0 + (1 - m) * s``
     returns ``(1 - m) * s`` and dividing by ``1 - m`` gives ``s`` itself.
     """
     zeros = jax.tree.map(jnp.zeros_like, batch_stats)
-    _, upd = net.apply({"params": params, "batch_stats": zeros}, x, weights, True, 0.0, mutable=["batch_stats"],
+    _, upd = net.apply({"params": params, "batch_stats": zeros}, x, arch, True, 0.0, mutable=["batch_stats"],
                        rngs={"dropout": jax.random.key(0)})
     return jax.tree.map(lambda s: s / (1.0 - BN_MOMENTUM), upd["batch_stats"])
 
 
-def make_inherited_accuracy(net, mode: str = "map", conv_library: str = "eigen") -> Callable:
+def make_inherited_accuracy(net, mode: str = "map", conv_library: str = "eigen", hyper: HyperNet | None = None) -> Callable:
     """A jitted ``correct(params, batch_stats, cells, calib_x, xs, ys) -> (n,)`` counting, for
     each cell, the images of ``xs`` (``(batches, b, h, w, c)``, labels ``ys``) its sub-network
-    classifies right in inference mode, after :func:`recalibrate` on ``calib_x``.
+    classifies right in inference mode, after :func:`recalibrate` on ``calib_x``; with
+    ``hyper``, ``params`` are the hypernetwork's and each cell gets its generated weights.
 
     ``mode``: ``"map"`` runs the cells one after another in one program (``lax.map``, the fast
-    form on CPU), ``"vmap"`` all at once (GPU).
+    form on CPU), ``"vmap"`` all at once (GPU). ``net`` may be the supernet or the same
+    network with ``select="switch"`` (the same numbers; only each cell's ops run).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid modes are {list(MODES)}")
+    weights = weights_for(hyper)
 
     def one(params, batch_stats, cell, calib_x, xs, ys):
-        w = one_hot(cell, calib_x.dtype)
+        w, params = arch_input(net, cell, calib_x.dtype), weights(params, cell)
         variables = {"params": params, "batch_stats": recalibrate(net, params, batch_stats, w, calib_x)}
         hits = jax.lax.map(lambda b: (jnp.argmax(net.apply(variables, b[0], w, False), -1) == b[1]).sum(), (xs, ys))
         return hits.sum()

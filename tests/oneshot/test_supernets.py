@@ -296,3 +296,27 @@ def test_sdarts_perturbation_matches_the_reference_clip_rule(key):
     assert np.allclose(perturb(w, key, 0.0), w, atol=1e-7)
     scaled = perturb(0.5 * w, key, 0.3)  # under edge normalisation an edge keeps its total
     np.testing.assert_allclose(scaled.sum(-1), 0.5, rtol=1e-6)
+
+
+def test_gdas_hard_sample_draws_by_weight_and_passes_the_relaxed_gradient(key):
+    from jnas.oneshot.mixing import gumbel_hard
+
+    logits = jnp.array([[0.5, 1.5, -1.0, 0.0, 1.0], [2.0, 0.0, 0.0, -2.0, 0.0]])
+    mask = jnp.array([[True] * 5, [True, True, False, True, True]])
+    w = os201.op_weights(logits, mask)
+    draws = jax.vmap(lambda k: gumbel_hard(w, k, 1.0))(jax.random.split(key, 4000))
+    d = np.asarray(draws)
+    np.testing.assert_array_equal((d != 0).sum(-1), 1)  # one op per edge, weighted by the edge's total
+    np.testing.assert_array_equal(d.sum(-1), np.broadcast_to(np.asarray(w).sum(-1), d.shape[:-1]))
+    assert float(draws[:, 1, 2].max()) == 0.0  # a pruned op is never drawn
+    # Draw frequencies are the weights (Gumbel-max): 4,000 draws, 4 standard errors.
+    freq, se = np.asarray(draws.mean(0)), np.sqrt(np.asarray(w) * (1 - np.asarray(w)) / 4000)
+    assert np.all(np.abs(freq - np.asarray(w)) <= 4 * se + 1e-9)
+    np.testing.assert_allclose(gumbel_hard(0.5 * w, key, 1.0).sum(-1), 0.5)  # edge normalisation keeps the total
+    # Straight-through: the gradient is the relaxed sample's, worked out by hand from the same noise.
+    c = jax.random.normal(jax.random.fold_in(key, 1), w.shape)
+    tau = 0.7
+    g = jax.grad(lambda a: (c * gumbel_hard(os201.op_weights(a, mask), key, tau)).sum())(logits)
+    noise = jax.random.gumbel(key, w.shape)
+    relaxed = lambda a: (c * jax.nn.softmax((jnp.where(mask, jax.nn.log_softmax(jnp.where(mask, a, -1e30)), -1e30) + noise) / tau)).sum()
+    np.testing.assert_allclose(g, jax.grad(relaxed)(logits), rtol=1e-4, atol=1e-6)
