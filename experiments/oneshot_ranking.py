@@ -89,7 +89,7 @@ class Config:
     column: str = dataclasses.field(default=DEFAULT_REPORT, metadata={"help": "table column the ranking is compared with"})
     hidden: int = dataclasses.field(default=32, metadata={"help": "smash/ghn: width of the architecture code", "min": 1})
     rounds: int = dataclasses.field(default=2, metadata={"help": "ghn: rounds of forward and backward message passing", "min": 1})
-    gumbel_tau: float = dataclasses.field(default=10.0, metadata={"help": "gdas: initial Gumbel-softmax temperature (decays linearly to 0.1)"})
+    gumbel_tau: float = dataclasses.field(default=10.0, metadata={"help": "gdas: initial Gumbel-softmax temperature (decays linearly to 0.1)", "min": 0.1})
     loop_cells: int = dataclasses.field(default=100, metadata={"help": "cells timed in a loop of one-cell calls against the batched scoring (0: skip)", "min": 0})
 
 
