@@ -22,8 +22,9 @@ Scoring: each cell's batch-norm statistics are recomputed on ``--calib-images`` 
 images (one pass: enough images for stable per-channel statistics, and the cost of a cell is
 that pass plus the evaluation), then its accuracy on ``--eval-images`` validation images,
 with the supernet's parameters run as a ``select="switch"`` network (only the cell's ops,
-the same numbers). The batched rate (cells per second, compile excluded) is set against a
-loop of one-cell calls over ``--loop-cells`` of the cells, timed in the same run.
+the same numbers), each chunk's cells split over ``--devices`` local devices. The batched
+rate (cells per second, compile excluded) is set against a loop of one-cell calls on one
+device over ``--loop-cells`` of the cells, timed in the same run.
 
 ``--cells`` distinct uniformly drawn cells are scored and compared with the table's
 ``--column`` (any accuracy column of the benchmark file): Kendall tau and Spearman rho
@@ -85,6 +86,7 @@ class Config:
     eval_batch: int = dataclasses.field(default=256, metadata={"help": "evaluation batch", "min": 1})
     chunk: int = dataclasses.field(default=25, metadata={"help": "cells per compiled call (and per resume record)", "min": 1})
     mode: str = dataclasses.field(default="map", metadata={"help": "cells in a chunk: lax.map (CPU) or vmap (GPU)", "choices": single_path.MODES})
+    devices: int = dataclasses.field(default=0, metadata={"help": "local devices a chunk's cells are split over (0: all)", "min": 0})
     evolution_budget: int = dataclasses.field(default=500, metadata={"help": "spos: inherited-accuracy evaluations of the evolution", "min": 1})
     column: str = dataclasses.field(default=DEFAULT_REPORT, metadata={"help": "table column the ranking is compared with"})
     hidden: int = dataclasses.field(default=32, metadata={"help": "smash/ghn: width of the architecture code", "min": 1})
@@ -110,7 +112,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     pool = np.arange(space.SIZE) if cfg.pool == "all" else np.flatnonzero(canon == np.arange(space.SIZE))
     if cfg.cells > len(pool):
         raise ValueError(f"--cells {cfg.cells} is more than the {len(pool)} cells of --pool {cfg.pool}")
-    out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in ("out", "data_dir", "mode", "loop_cells")])
+    devices = cfg.devices or len(jax.local_devices())
+    if devices > len(jax.local_devices()):
+        raise ValueError(f"--devices {cfg.devices} but this process sees {len(jax.local_devices())} local devices "
+                         "(on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+    out = prepare_out(cfg.out, cfg, resume_keys=[f.name for f in dataclasses.fields(Config) if f.name not in ("out", "data_dir", "mode", "loop_cells", "devices")])
     net = os201.supernet(C=cfg.C, N=cfg.N)
     hyper_net = HyperNet(cfg.method, cfg.hidden, cfg.rounds) if cfg.method in HYPER else None
 
@@ -122,19 +128,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     train_s = time.perf_counter() - t0
 
     score_net = dataclasses.replace(net, select="switch")  # the same parameters; only each cell's ops run
-    correct = single_path.make_inherited_accuracy(score_net, cfg.mode, hyper=hyper_net)
+    correct = single_path.make_inherited_accuracy(score_net, cfg.mode, hyper=hyper_net, devices=devices)
+    # The baseline: one cell per call on one device.
+    correct_one = correct if devices == 1 else single_path.make_inherited_accuracy(score_net, cfg.mode, hyper=hyper_net)
     calib = jnp.asarray(train[0][: cfg.calib_images])
     xs = jnp.asarray(val[0][:n_eval]).reshape(-1, cfg.eval_batch, *val[0].shape[1:])
     ys = jnp.asarray(val[1][:n_eval]).reshape(-1, cfg.eval_batch)
 
-    def accuracy(cells) -> np.ndarray:
-        return np.asarray(correct(state.params, state.batch_stats, jnp.asarray(cells), calib, xs, ys)) / n_eval
+    def accuracy(cells, fn=correct) -> np.ndarray:
+        return np.asarray(fn(state.params, state.batch_stats, jnp.asarray(cells), calib, xs, ys)) / n_eval
 
     t0 = time.perf_counter()
     cells = np.asarray(space.from_index(pool[np.asarray(jax.random.choice(jax.random.fold_in(key, 2), len(pool), (cfg.cells,), replace=False))]))
     one_shot, batched_rate = score_cells(cells, accuracy, cfg.chunk, out / "scores.jsonl")
     score_s = time.perf_counter() - t0
-    loop_rate = loop_rate_of(accuracy, cells[: cfg.loop_cells]) if cfg.loop_cells else None
+    loop_rate = loop_rate_of(lambda c: accuracy(c, correct_one), cells[: cfg.loop_cells]) if cfg.loop_cells else None
     truth = np.asarray(table.query(cells, cfg.column))
     agree = rank_agreement(one_shot, truth)
 
@@ -155,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "setting": {"C": cfg.C, "N": cfg.N, "epochs": cfg.epochs, "train_images": len(train[0]), "calib_images": cfg.calib_images,
                     "eval_images": n_eval},
         "seconds": {"train": train_s, "score": score_s},
-        "archs_per_s": {"batched": batched_rate, "loop": loop_rate, "mode": cfg.mode, "chunk": cfg.chunk,
+        "archs_per_s": {"batched": batched_rate, "loop": loop_rate, "mode": cfg.mode, "chunk": cfg.chunk, "devices": devices,
                         "loop_cells": min(cfg.loop_cells, cfg.cells),
                         "speedup": None if not (batched_rate and loop_rate) else batched_rate / loop_rate},
     }

@@ -1,5 +1,6 @@
-"""Work split over processes with ``jax.distributed``: start-up, each process's share of a
-population, and the results gathered on every process.
+"""Work split over devices and processes: a one-axis mesh of local devices (for
+``shard_map``), ``jax.distributed`` start-up, each process's share of a population, and the
+results gathered on every process.
 
 One process per host (or per GPU) runs the same program; :func:`initialize` connects them
 (``jax.distributed.initialize``: explicit coordinator address, process count and id, or
@@ -14,10 +15,22 @@ per-architecture key do).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Callable
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
+
+
+@cache
+def local_mesh(devices: int, axis: str) -> Mesh:
+    """The first ``devices`` local devices as a one-axis mesh named ``axis`` (one object per
+    count and name, so jitted functions built on it are reused)."""
+    available = len(jax.local_devices())
+    if not 1 <= devices <= available:
+        raise ValueError(f"devices must lie in 1..{available} (the local {jax.default_backend()} devices), got {devices}")
+    return Mesh(np.array(jax.local_devices()[:devices]), (axis,))
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:

@@ -25,8 +25,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec
 from jaxtyping import Array, Float, Int
 
+from jnas.distributed import local_mesh
 from jnas.nets.kernels import BN_MOMENTUM, compiler_options
 from jnas.oneshot.hyper import HyperNet
 from jnas.oneshot.search import SearchConfig, weight_optimizer, weight_schedule
@@ -107,15 +109,18 @@ def recalibrate(net, params: PyTree, batch_stats: PyTree, arch: Array, x: Float[
     return jax.tree.map(lambda s: s / (1.0 - BN_MOMENTUM), upd["batch_stats"])
 
 
-def make_inherited_accuracy(net, mode: str = "map", conv_library: str = "eigen", hyper: HyperNet | None = None) -> Callable:
-    """A jitted ``correct(params, batch_stats, cells, calib_x, xs, ys) -> (n,)`` counting, for
-    each cell, the images of ``xs`` (``(batches, b, h, w, c)``, labels ``ys``) its sub-network
+def make_inherited_accuracy(net, mode: str = "map", conv_library: str = "eigen", hyper: HyperNet | None = None,
+                            devices: int = 1) -> Callable:
+    """A ``correct(params, batch_stats, cells, calib_x, xs, ys) -> (n,)`` counting, for each
+    cell, the images of ``xs`` (``(batches, b, h, w, c)``, labels ``ys``) its sub-network
     classifies right in inference mode, after :func:`recalibrate` on ``calib_x``; with
     ``hyper``, ``params`` are the hypernetwork's and each cell gets its generated weights.
 
     ``mode``: ``"map"`` runs the cells one after another in one program (``lax.map``, the fast
-    form on CPU), ``"vmap"`` all at once (GPU). ``net`` may be the supernet or the same
-    network with ``select="switch"`` (the same numbers; only each cell's ops run).
+    form on CPU), ``"vmap"`` all at once (GPU). ``devices`` > 1 splits the cells over that
+    many local devices (``shard_map``; padded to a multiple, the counts do not change).
+    ``net`` may be the supernet or the same network with ``select="switch"`` (the same
+    numbers; only each cell's ops run).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid modes are {list(MODES)}")
@@ -127,9 +132,22 @@ def make_inherited_accuracy(net, mode: str = "map", conv_library: str = "eigen",
         hits = jax.lax.map(lambda b: (jnp.argmax(net.apply(variables, b[0], w, False), -1) == b[1]).sum(), (xs, ys))
         return hits.sum()
 
-    @partial(jax.jit, compiler_options=compiler_options(conv_library))
-    def correct(params, batch_stats, cells, calib_x, xs, ys):
+    def batched(params, batch_stats, cells, calib_x, xs, ys):
         fn = lambda c: one(params, batch_stats, c, calib_x, xs, ys)
         return jax.lax.map(fn, cells) if mode == "map" else jax.vmap(fn)(cells)
+
+    if devices > 1:
+        replicated, split = PartitionSpec(), PartitionSpec("cells")
+        batched = jax.shard_map(batched, mesh=local_mesh(devices, "cells"), out_specs=split, check_vma=False,
+                                in_specs=(replicated, replicated, split, replicated, replicated, replicated))
+    else:
+        local_mesh(devices, "cells")  # validates the count
+    jitted = jax.jit(batched, compiler_options=compiler_options(conv_library))
+
+    def correct(params, batch_stats, cells, calib_x, xs, ys):
+        cells = jnp.asarray(cells)
+        pad = -cells.shape[0] % devices
+        padded = jnp.concatenate([cells, jnp.repeat(cells[-1:], pad, 0)]) if pad else cells
+        return jitted(params, batch_stats, padded, calib_x, xs, ys)[: cells.shape[0]]
 
     return correct

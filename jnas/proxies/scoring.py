@@ -47,6 +47,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from jnas.distributed import local_mesh
 from jnas.nets.kernels import CONV_LIBRARIES, check_conv_grads, compiler_options
 from jnas.nets.nb201 import NB201Network
 from jnas.proxies.base import Proxy
@@ -183,12 +184,11 @@ def _jit(fn: Callable, conv_library: str) -> Callable:
     return jax.jit(fn, static_argnames=_STATIC[fn], compiler_options=compiler_options(conv_library))
 
 
-@cache
 def _mesh(devices: int) -> Mesh:
     """The first ``devices`` local devices as a one-axis mesh over which archs are split
     (one object per count: :func:`calls` places its inputs on the mesh the jitted function
     was built with)."""
-    return Mesh(np.array(jax.local_devices()[:devices]), ("archs",))
+    return local_mesh(devices, "archs")
 
 
 @cache

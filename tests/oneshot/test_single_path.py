@@ -78,3 +78,43 @@ def test_batched_inherited_accuracy_equals_a_loop_over_cells(supernet, mode):
         assert g == int((np.argmax(logits(cell), -1) == np.asarray(y)).sum())
     with pytest.raises(ValueError, match=r"unknown mode 'pmap'; valid modes are \['map', 'vmap'\]"):
         single_path.make_inherited_accuracy(net, "pmap")
+
+
+_SPLIT = """
+import json, os
+import jax
+jax.config.update("jax_num_cpu_devices", 3)
+jax.config.update("jax_compilation_cache_dir", os.environ["JNAS_TEST_COMPILATION_CACHE"])
+import jax.numpy as jnp
+from jnas.nets.nb201 import NB201Network
+from jnas.oneshot import SearchConfig, single_path
+from jnas.spaces import nb201 as space
+key = jax.random.key(0)
+x = jax.random.normal(key, (16, 8, 8, 3)); y = jax.random.randint(key, (16,), 0, 10)
+net = NB201Network(C=2, N=1, select="switch", conv_grads="plain", cell_barrier=True)
+state = single_path.init_state(key, net, x[:2], SearchConfig(total_steps=1))
+cells = space.sample(jax.random.key(1), 5)
+xs, ys = x.reshape(2, 8, 8, 8, 3), y.reshape(2, 8)
+out = [single_path.make_inherited_accuracy(net, devices=d)(state.params, state.batch_stats, cells, x, xs, ys).tolist() for d in (1, 3)]
+print(json.dumps({"local": jax.local_device_count(), "counts": out}))
+"""
+
+
+def test_cells_split_over_devices_give_the_one_device_counts():
+    # A fresh process with three CPU devices: five cells padded to six, two per device.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    run = subprocess.run([sys.executable, "-c", _SPLIT], capture_output=True, text=True, timeout=600, cwd=REPO,
+                         env={**os.environ, "XLA_FLAGS": ""})
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["local"] == 3
+    one, split = out["counts"]
+    assert len(split) == 5 and split == one
+    with pytest.raises(ValueError, match=r"devices must lie in 1\.\.1"):
+        single_path.make_inherited_accuracy(os201.supernet(C=2, N=1), devices=2)
