@@ -100,6 +100,7 @@ print(json.dumps({"local": jax.local_device_count(), "counts": out}))
 """
 
 
+@pytest.mark.slow  # a fresh process compiling for three devices (about 25 s)
 def test_cells_split_over_devices_give_the_one_device_counts():
     # A fresh process with three CPU devices: five cells padded to six, two per device.
     import json
