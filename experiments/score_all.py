@@ -1,5 +1,6 @@
-"""Every NAS-Bench-201 cell scored by zero-cost proxies into an append-only parquet store,
-on one or many devices and processes.
+"""Every NAS-Bench-201 cell scored by zero-cost proxies into an append-only parquet store.
+
+One or many devices and processes share the work.
 
     python -m experiments.score_all --proxies all --data-dir ../shared/data --out runs/score_all
 
