@@ -108,8 +108,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if n_eval == 0 or cfg.calib_images > len(train[0]):
         raise ValueError(f"{len(val[0])} validation and {len(train[0])} training images cannot give one --eval-batch of "
                          f"{cfg.eval_batch} and --calib-images {cfg.calib_images}")
-    canon = np.asarray(space.canonical_table())
-    pool = np.arange(space.SIZE) if cfg.pool == "all" else np.flatnonzero(canon == np.arange(space.SIZE))
+    pool = np.arange(space.SIZE)
+    if cfg.pool == "unique":  # the representatives: cells that are their own canonical form
+        pool = np.flatnonzero(np.asarray(space.canonical_table()) == pool)
     if cfg.cells > len(pool):
         raise ValueError(f"--cells {cfg.cells} is more than the {len(pool)} cells of --pool {cfg.pool}")
     devices = cfg.devices or len(jax.local_devices())
@@ -167,8 +168,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         "loop_cells": min(cfg.loop_cells, cfg.cells),
                         "speedup": None if not (batched_rate and loop_rate) else batched_rate / loop_rate},
     }
-    write_csv(out / "scores.csv", [{"arch": space.to_string(c), "index": int(space.to_index(c)), "one_shot_acc": float(o),
-                                    cfg.column: float(t)} for c, o, t in zip(cells, one_shot, truth)])
+    index = np.asarray(space.to_index(cells))
+    write_csv(out / "scores.csv", [{"arch": space.to_string(c), "index": int(i), "one_shot_acc": float(o), cfg.column: float(t)}
+                                   for c, i, o, t in zip(cells, index, one_shot, truth)])
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.scatter(truth, 100 * one_shot, s=6)
     ax.set(xlabel=f"table: {cfg.column}", ylabel="inherited-weight accuracy (%)",

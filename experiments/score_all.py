@@ -7,8 +7,8 @@ One or many devices and processes share the work.
 Cells go in chunks of ``--chunk`` (base-5 index order); each finished (proxy, chunk) is one
 parquet file ``store/proxy=<name>/chunk-<start>.parquet`` (columns ``index``, ``score``),
 written to a temporary name and renamed, never rewritten. A killed run restarted with the
-same command skips every chunk whose file exists, and memory holds one chunk's scores at a
-time (peak RSS in ``summary.json``). Why parquet files and not DuckDB: independent writer
+same command skips every chunk whose file exists. One chunk is scored at a time, and only
+the final scores (8 bytes per cell and proxy) are kept (peak RSS in ``summary.json``). Why parquet files and not DuckDB: independent writer
 processes need no lock (DuckDB admits one writer process), a file is complete or absent,
 and pyarrow, already installed with the data loaders, reads the folder back as one table.
 
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         folder.mkdir(exist_ok=True)
         t0, computed = time.perf_counter(), 0
         for start in tqdm(mine, desc=f"{name} chunks", unit="chunk"):
-            path = folder / f"chunk-{start:05d}.parquet"
+            path = _chunk_path(folder, start)
             if path.exists():
                 continue
             part = archs[start : start + cfg.chunk]
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         rates[name] = {"cells": computed, "seconds": seconds, "cells_per_s": computed / seconds if computed else None}
         rows = np.full((len(mine), cfg.chunk), np.nan)  # this process's chunks, the last one padded
         for i, start in enumerate(mine):
-            v = _read_chunk(folder / f"chunk-{start:05d}.parquet")
+            v = _read_chunk(_chunk_path(folder, start))
             rows[i, : len(v)] = v
         every = rows if jax.process_count() == 1 else distributed.gather(rows, len(starts))
         scores[name] = every.reshape(-1)[: len(archs)]  # chunks in index order; only the last is short
@@ -139,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print_summary(corr)
     print({"stored_rows": counts, "throughput": {k: v["cells_per_s"] for k, v in rates.items()}, "peak_rss_mb": round(peak_rss_mb)})
     return summary
+
+
+def _chunk_path(folder: Path, start: int) -> Path:
+    return folder / f"chunk-{start:05d}.parquet"
 
 
 def _write_chunk(path: Path, index: np.ndarray, values: np.ndarray) -> None:

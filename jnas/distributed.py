@@ -72,15 +72,15 @@ def gather(local: np.ndarray, n: int) -> np.ndarray:
 
     local = np.asarray(local)
     p = jax.process_count()
-    size = -(-n // p)
+    sizes = [len(range(n)[share(n, p, i)]) for i in range(p)]
     mine = share(n)
-    if local.shape[0] != mine.stop - mine.start:
+    if local.shape[0] != sizes[jax.process_index()]:
         raise ValueError(f"process {jax.process_index()} holds {local.shape[0]} results for its block of "
-                         f"{mine.stop - mine.start} (items {mine.start}..{mine.stop - 1} of {n})")
-    padded = np.zeros((size, *local.shape[1:]), local.dtype)
+                         f"{sizes[jax.process_index()]} (items {mine.start}..{mine.stop - 1} of {n})")
+    padded = np.zeros((max(sizes), *local.shape[1:]), local.dtype)
     padded[: local.shape[0]] = local
-    every = np.asarray(multihost_utils.process_allgather(padded))  # (p, size, ...)
-    return np.concatenate([every[i][: share(n, p, i).stop - share(n, p, i).start] for i in range(p)])
+    every = np.asarray(multihost_utils.process_allgather(padded))  # (p, largest block, ...)
+    return np.concatenate([every[i][:size] for i, size in enumerate(sizes)])
 
 
 def map_population(fn: Callable[[np.ndarray], np.ndarray], items: np.ndarray) -> np.ndarray:

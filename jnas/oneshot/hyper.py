@@ -20,9 +20,9 @@ the code of a cell is computed is what separates the two:
 
 Each read-out is ``kernel = b + W h`` with ``h`` in [-1, 1] (tanh): ``b`` starts at the
 supernet's initial kernel and ``W`` at a scale that adds an architecture-dependent part of
-at most ``gain`` times the initial kernels' spread. Simplifications, said plainly: one graph per cell type, not a graph of the whole
-network (every NB201 cell has the same genotype); the kernels' shapes come from the
-supernet, so no tiling of a fixed-size output as in GHN.
+at most ``gain`` times the initial kernels' spread. Simplifications, said plainly: one graph
+per cell type, not a graph of the whole network (every NB201 cell has the same genotype);
+the kernels' shapes come from the supernet, so no tiling of a fixed-size output as in GHN.
 """
 
 from __future__ import annotations

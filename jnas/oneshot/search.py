@@ -169,28 +169,30 @@ def make_step(net: nn.Module, mix: Callable[[PyTree, PyTree], PyTree], config: S
     def jitted(state: SearchState, train_batch, val_batch, key, drop_rate, op_mask, update_alpha: bool):
         k_train, k_val, k_est, k_noise = jax.random.split(key, 4)
         ramp = jnp.minimum(state.step / config.total_steps, 1.0)
-        smoothing = gumbel = gumbel_val = None
+        # Noise on the mixing weights of the training-batch and validation-batch losses.
+        train_noise = val_noise = None
         if config.alpha_noise > 0:  # SDARTS-RS: weights trained around alpha, a smoother landscape in alpha
-            smoothing = (perturb, k_noise, config.alpha_noise_start + (config.alpha_noise - config.alpha_noise_start) * ramp)
-        if config.gumbel_tau > 0:  # GDAS: a fresh hard sample for every loss
+            train_noise = (perturb, k_noise, config.alpha_noise_start + (config.alpha_noise - config.alpha_noise_start) * ramp)
+        if config.gumbel_tau > 0:  # GDAS: a fresh hard sample for every loss, the alpha step's included
             tau = config.gumbel_tau + (config.gumbel_tau_min - config.gumbel_tau) * ramp
             k_g, k_gv = jax.random.split(k_noise)
-            smoothing, gumbel, gumbel_val = (gumbel_hard, k_g, tau), (gumbel_hard, k_g, tau), (gumbel_hard, k_gv, tau)
+            train_noise, val_noise = (gumbel_hard, k_g, tau), (gumbel_hard, k_gv, tau)
+        inner_noise = train_noise if config.gumbel_tau > 0 else None  # SDARTS smooths the weight step only
         (l_train, (stats, acc_train)), g = jax.value_and_grad(loss, has_aux=True)(
-            state.params, state.batch_stats, state.alpha, train_batch, k_train, drop_rate, op_mask, smoothing
+            state.params, state.batch_stats, state.alpha, train_batch, k_train, drop_rate, op_mask, train_noise
         )
         upd, w_opt = w_tx.update(g, state.w_opt, state.params)
         params = optax.apply_updates(state.params, upd)
         alpha, a_opt = state.alpha, state.a_opt
         if update_alpha:
             problem = bilevel.Problem(
-                outer=lambda a, w: loss(w, stats, a, val_batch, k_val, drop_rate, op_mask, gumbel_val)[0],
-                inner=lambda a, w: loss(w, stats, a, train_batch, k_train, drop_rate, op_mask, gumbel)[0],
+                outer=lambda a, w: loss(w, stats, a, val_batch, k_val, drop_rate, op_mask, val_noise)[0],
+                inner=lambda a, w: loss(w, stats, a, train_batch, k_train, drop_rate, op_mask, inner_noise)[0],
             )
             ga = make_estimator(config, sched(state.step))(problem, state.alpha, params, k_est)
             a_upd, a_opt = a_tx.update(ga, state.a_opt, state.alpha)
             alpha = optax.apply_updates(state.alpha, a_upd)
-        l_val, (_, acc_val) = loss(params, stats, state.alpha, val_batch, k_val, drop_rate, op_mask, gumbel_val)
+        l_val, (_, acc_val) = loss(params, stats, state.alpha, val_batch, k_val, drop_rate, op_mask, val_noise)
         metrics = {"train_loss": l_train, "train_acc": acc_train, "val_loss": l_val, "val_acc": acc_val, "w_lr": sched(state.step)}
         return SearchState(params, stats, alpha, w_opt, a_opt, state.step + 1), metrics
 

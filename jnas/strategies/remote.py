@@ -52,12 +52,12 @@ def ray_objective(evaluate: Callable[..., tuple], *, cache: str | Path | None = 
     task = ray.remote(_apply).options(max_retries=max_retries, retry_exceptions=False, **(options or {}))
     fn = ray.put(evaluate)  # shipped to the object store once, not with every task
     records = None if cache is None else Records(cache, key=lambda r: _key(r["arch"], r.get("budget")))
+    done = {} if records is None else records.done()  # read once; kept up to date as results arrive
 
     def objective(archs, budgets=None):
         archs = np.asarray(archs)
         keys = [_key(a.tolist(), None if budgets is None else float(b))
                 for a, b in zip(archs, budgets if budgets is not None else [None] * len(archs))]
-        done = {} if records is None else records.done()
         results: dict[int, tuple] = {i: tuple(done[k]["result"]) for i, k in enumerate(keys) if k in done}
         pending = {}
         for i, a in enumerate(archs):
@@ -74,6 +74,7 @@ def ray_objective(evaluate: Callable[..., tuple], *, cache: str | Path | None = 
                     if budgets is not None:
                         rec["budget"] = float(budgets[i])
                     records.append(rec)
+                    done[keys[i]] = rec
         columns = list(zip(*(results[i] for i in range(len(archs)))))
         return tuple(np.asarray(c) for c in columns)
 
