@@ -4,6 +4,7 @@
         --report c10_test_acc_200ep --data-dir ../shared/data --out runs/search_nb201/rea
 
 ``--mode vmap`` (default) runs all seeds as one jitted ``vmap`` over ``lax.scan`` searches;
+``--devices k`` splits the seeds over k local devices (``shard_map``, same results);
 ``--mode driver`` runs seeds one by one through the Python driver, logging every evaluation
 to ``logs/seed_<s>.jsonl`` (a killed run resumes without repeating evaluations).
 ``--fitness`` and ``--report`` take any column of the table. Writes ``curves.csv`` (best-so-far
@@ -41,6 +42,7 @@ class Config:
     report: str = dataclasses.field(default=strategies.objectives.DEFAULT_REPORT, metadata={"help": "table column reported"})
     mode: str = dataclasses.field(default="vmap", metadata={"help": "vmap (one jitted call) or driver (Python, resumable logs)", "choices": ("vmap", "driver")})
     seed: int = dataclasses.field(default=0, metadata={"help": "first seed"})
+    devices: int = dataclasses.field(default=1, metadata={"help": "vmap mode: local devices the seeds are split over", "min": 1})
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "data root (else $JNAS_DATA)"})
     out: str = dataclasses.field(default="runs/search_nb201", metadata={"help": "output folder"})
 
@@ -52,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = prepare_out(cfg.out, cfg, resume_keys=["strategy", "budget", "fitness", "report", "seed"])
     strategy = strategies.get(cfg.strategy)
     objective = strategies.objectives.tabular(table, cfg.fitness, cfg.report)
-    bf, br = run_seeds(strategy, objective, cfg.budget, cfg.seeds, cfg.seed, cfg.mode, logs=out / "logs")
+    bf, br = run_seeds(strategy, objective, cfg.budget, cfg.seeds, cfg.seed, cfg.mode, logs=out / "logs",
+                       devices=cfg.devices)
     with open(out / "curves.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["strategy", "seed", "evaluation", "best_fitness", "best_report"])

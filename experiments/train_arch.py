@@ -8,7 +8,7 @@ trains, the other half validates each epoch; the test split is scored once at th
 ``--split test`` trains on the whole training split and validates on the test split.
 Optimiser: NB201's SGD, Nesterov momentum 0.9, lr 0.1 cosine to 0, weight decay 5e-4, batch
 256, pad-4 crop and flip. Low-fidelity knobs: --epochs, --data-fraction, --C, --N,
---resolution. Writes ``config.json``, ``metrics.csv`` (one row per epoch), ``checkpoint.msgpack``,
+--resolution. Writes ``config.json``, ``metrics.csv`` (one row per epoch), ``checkpoint.ckpt`` (orbax),
 ``curves.png`` and ``result.json`` (with the NB201 table's accuracies of the same cell when the
 table is found). Rerunning the same command resumes after the last finished epoch.
 

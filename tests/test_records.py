@@ -1,5 +1,5 @@
-"""The one results writer and the one checkpoint module: resume by key, torn last records,
-damaged checkpoints, strict JSON, and the output folder's lock and takeover rules."""
+"""The one results writer: resume by key, torn last records, strict JSON, and the output
+folder's lock and takeover rules (checkpoints: tests/test_checkpoints.py)."""
 
 import dataclasses
 import json
@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from experiments.common import prepare_out
-from jnas import checkpoints
 from jnas.records import Records, read_json, write_json
 
 
@@ -58,27 +57,6 @@ def test_json_is_strict_and_atomic(tmp_path):
     (tmp_path / "bad.json").write_text('{"a": 1')
     with pytest.raises(ValueError, match=r"bad\.json is not valid JSON"):
         read_json(tmp_path / "bad.json")
-
-
-def test_checkpoints_round_trip_and_damage_falls_back_to_the_previous_one(tmp_path):
-    path = tmp_path / "state.ckpt"
-    assert checkpoints.restore(path, {"w": np.zeros(3)}) is None
-    checkpoints.save(path, {"w": np.arange(3.0)}, epoch=1)
-    checkpoints.save(path, {"w": np.arange(3.0) * 2}, epoch=2)
-    state, meta = checkpoints.restore(path, {"w": np.zeros(3)})
-    np.testing.assert_array_equal(state["w"], [0.0, 2.0, 4.0])
-    assert meta == {"epoch": 2}
-    blob = bytearray(path.read_bytes())
-    blob[-20:-12] = b"\xab" * 8  # bytes overwritten inside the tensor data
-    path.write_bytes(bytes(blob))
-    with pytest.warns(UserWarning, match=r"state\.ckpt is damaged: its checksum.*previous checkpoint"):
-        state, meta = checkpoints.restore(path, {"w": np.zeros(3)})
-    assert meta == {"epoch": 1}
-    np.testing.assert_array_equal(state["w"], [0.0, 1.0, 2.0])
-    path.write_bytes(b"")
-    (tmp_path / "state.ckpt.prev").write_bytes(path.read_bytes()[:5])
-    with pytest.raises(ValueError, match=r"no usable checkpoint: checkpoint .*state\.ckpt is damaged"):
-        checkpoints.restore(path, {"w": np.zeros(3)})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,9 @@ as every other strategy.
   tops it up.
 
 A method is a generator over its own schedule that yields ``(configuration, budget)`` and is
-sent each value; its ask/tell state is only the key and the results so far, and ``ask``
+sent each value, or yields a whole rung (a list of them) and is sent the list of values
+(successive halving, Hyperband and BOHB; with ``whole_rungs=True`` a rung is one ask, whose
+evaluations can run in parallel; ASHA and DEHB decide one query at a time); its ask/tell state is only the key and the results so far, and ``ask``
 replays the results into the schedule (kept alive between calls, rebuilt after a resume), so
 every query is a pure function of ``(key, results)``. Larger values are better.
 Configurations are architectures of any space with ``choices`` (BOHB's TPE and DEHB's
@@ -53,7 +55,7 @@ from jnas.strategies.base import Query, Strategy
 
 Objective = Callable[[np.ndarray, float], tuple[float, float]]  # (arch, budget) -> (value, cost)
 Sampler = Callable[[PRNGKeyArray, int], np.ndarray]
-Schedule = Generator[tuple[np.ndarray, float], float, None]
+Schedule = Generator[tuple[np.ndarray, float] | list[tuple[np.ndarray, float]], float | list[float], None]
 
 
 def incumbent_curve(history: list[dict]) -> list[dict]:
@@ -112,34 +114,49 @@ class MFState(NamedTuple):
     results: tuple  # ((configuration as a tuple, budget, value), ...) in query order
 
 
-def as_strategy(schedule: Callable[[PRNGKeyArray], Schedule], space: Space) -> Strategy:
-    """A multi-fidelity :class:`Strategy` from ``schedule(key) -> generator`` (see module doc)."""
+def as_strategy(schedule: Callable[[PRNGKeyArray], Schedule], space: Space, whole_rungs: bool = False) -> Strategy:
+    """A multi-fidelity :class:`Strategy` from ``schedule(key) -> generator`` (see module doc).
+
+    A schedule yields one ``(configuration, budget)`` and is sent its value, or yields a list
+    of queries that do not depend on each other (a rung) and is sent their values as a list.
+    ``whole_rungs`` asks such a list in one ask (its evaluations can run in parallel, e.g. on
+    Ray: :mod:`jnas.strategies.remote`); otherwise every ask is one query, so ``max_cost``
+    stops the driver after a single evaluation. Both give the same queries and results."""
     live: dict = {}  # the running generator and the results it has consumed (a cache, never a source)
 
-    def next_query(state: MFState):
+    def start(item) -> None:
+        live["rung"] = isinstance(item, list)
+        live["pending"], live["got"] = (item if live["rung"] else [item]), []
+
+    def next_queries(state: MFState) -> list:
         done = state.results
         if live.get("key") is not state.key or live.get("seen") != done[: len(live.get("seen", ()))]:
-            live.update(key=state.key, gen=schedule(state.key), seen=(), pending=None)
-            live["pending"] = next(live["gen"])
+            live.update(key=state.key, gen=schedule(state.key), seen=())
+            start(next(live["gen"]))
         for rec in done[len(live["seen"]):]:  # replay results the generator has not seen yet
-            config, budget = live["pending"]
+            config, budget = live["pending"][len(live["got"])]
             if tuple(np.asarray(config).ravel().tolist()) != rec[0] or not math.isclose(budget, rec[1]):
                 raise ValueError(f"the results do not follow this schedule: it asked {np.asarray(config).tolist()} at "
                                  f"{budget}, the record holds {list(rec[0])} at {rec[1]}")
-            live["pending"] = live["gen"].send(rec[2])
+            live["got"].append(rec[2])
             live["seen"] = live["seen"] + (rec,)
-        return live["pending"]
+            if len(live["got"]) == len(live["pending"]):
+                start(live["gen"].send(live["got"] if live["rung"] else live["got"][0]))
+        return live["pending"][len(live["got"]):]
 
     def init(key, params=None):
         return MFState(key, ())
 
     def ask(key, state, params=None):
-        config, budget = next_query(state)
-        return Query(np.asarray(config, np.int32)[None], np.array([budget], np.float64)), state
+        queries = next_queries(state)
+        queries = queries if whole_rungs else queries[:1]
+        return Query(np.stack([np.asarray(c, np.int32) for c, _ in queries]),
+                     np.array([b for _, b in queries], np.float64)), state
 
     def tell(key, query, fitness, state, params=None):
-        rec = (tuple(np.asarray(query.archs[0]).ravel().tolist()), float(query.budgets[0]), float(np.asarray(fitness)[0]))
-        return MFState(state.key, state.results + (rec,)), {}
+        recs = tuple((tuple(np.asarray(a).ravel().tolist()), float(b), float(f))
+                     for a, b, f in zip(np.asarray(query.archs), np.asarray(query.budgets), np.asarray(fitness)))
+        return MFState(state.key, state.results + recs), {}
 
     return Strategy(init, ask, tell, 1, jittable=False, vmappable=False)
 
@@ -152,10 +169,7 @@ def _rungs(configs: np.ndarray, rungs: list[tuple[int, float]], observe: Callabl
     """Successive halving over given rungs: evaluate, keep the best n_{i+1}, raise the budget."""
     for n_i, r_i in rungs:
         configs = configs[:max(n_i, 1)]
-        values = []
-        for c in configs:
-            values.append((yield c, r_i))
-        values = np.asarray(values)
+        values = np.asarray((yield [(c, r_i) for c in configs]), np.float64)
         if observe is not None:
             observe(configs, values, r_i)
         configs = configs[np.argsort(-values, kind="stable")]
@@ -165,8 +179,9 @@ def _rungs(configs: np.ndarray, rungs: list[tuple[int, float]], observe: Callabl
 
 
 def successive_halving(space: Space, n: int, r_min: float, r_max: float, eta: float = 3,
-                       sample: Sampler | None = None) -> Strategy:
-    """Rounds of successive halving, fresh configurations each round, until the cost is spent."""
+                       sample: Sampler | None = None, whole_rungs: bool = False) -> Strategy:
+    """Rounds of successive halving, fresh configurations each round, until the cost is spent;
+    ``whole_rungs`` asks each rung at once (:func:`as_strategy`)."""
     draw = _sampler(space, sample)
     sh_rungs(n, r_min, r_max, eta)  # validate now, not at the first ask
 
@@ -174,7 +189,7 @@ def successive_halving(space: Space, n: int, r_min: float, r_max: float, eta: fl
         for round_ in itertools.count():
             yield from _rungs(np.asarray(draw(jax.random.fold_in(key, round_), n)), sh_rungs(n, r_min, r_max, eta))
 
-    return as_strategy(schedule, space)
+    return as_strategy(schedule, space, whole_rungs)
 
 
 def _hyperband_schedule(key, draw: Sampler, r_min, r_max, eta, propose=None, observe=None) -> Schedule:
@@ -185,11 +200,13 @@ def _hyperband_schedule(key, draw: Sampler, r_min, r_max, eta, propose=None, obs
             yield from _rungs(configs, rungs, observe)
 
 
-def hyperband(space: Space, r_min: float, r_max: float, eta: float = 3, sample: Sampler | None = None) -> Strategy:
-    """Hyperband iterations (all brackets, largest s first) until the cost is spent."""
+def hyperband(space: Space, r_min: float, r_max: float, eta: float = 3, sample: Sampler | None = None,
+              whole_rungs: bool = False) -> Strategy:
+    """Hyperband iterations (all brackets, largest s first) until the cost is spent;
+    ``whole_rungs`` asks each rung at once (:func:`as_strategy`)."""
     draw = _sampler(space, sample)
     hyperband_brackets(r_min, r_max, eta)  # validate now, not at the first ask
-    return as_strategy(lambda key: _hyperband_schedule(key, draw, r_min, r_max, eta), space)
+    return as_strategy(lambda key: _hyperband_schedule(key, draw, r_min, r_max, eta), space, whole_rungs)
 
 
 class TPE:
@@ -255,8 +272,9 @@ class TPE:
 
 
 def bohb(space: Space, r_min: float, r_max: float, eta: float = 3, random_fraction: float = 1 / 3,
-         sample: Sampler | None = None, **tpe_kwargs) -> Strategy:
-    """Hyperband with TPE proposals; a fraction ``random_fraction`` of configurations stay random."""
+         sample: Sampler | None = None, whole_rungs: bool = False, **tpe_kwargs) -> Strategy:
+    """Hyperband with TPE proposals; a fraction ``random_fraction`` of configurations stay random;
+    ``whole_rungs`` asks each rung at once (:func:`as_strategy`)."""
     require(space, "choices", who="BOHB")
     draw = _sampler(space, sample)
     hyperband_brackets(r_min, r_max, eta)
@@ -277,7 +295,7 @@ def bohb(space: Space, r_min: float, r_max: float, eta: float = 3, random_fracti
 
         yield from _hyperband_schedule(key, draw, r_min, r_max, eta, propose, model.observe)
 
-    return as_strategy(schedule, space)
+    return as_strategy(schedule, space, whole_rungs)
 
 
 def asha(space: Space, r_min: float, r_max: float, eta: float = 3, workers: int = 4,

@@ -49,9 +49,9 @@ class Query(NamedTuple):
 
 
 class Trace(NamedTuple):
-    """Everything a search evaluated, in order; ``(steps, B)`` leading axes (``metrics``:
-    what each ``tell`` returned, ``(steps, ...)``; ``budgets`` and ``cost``: multi-fidelity
-    runs only)."""
+    """Everything a search evaluated, in order; ``(steps, B)`` leading axes, or
+    ``(evaluations, 1)`` when the asks differ in size (whole rungs) (``metrics``: what each
+    ``tell`` returned, ``(steps, ...)``; ``budgets`` and ``cost``: multi-fidelity runs only)."""
 
     archs: Array
     fitness: Array

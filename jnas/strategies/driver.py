@@ -73,7 +73,7 @@ def run(
     records = None if log is None else Records(log)
     done = [] if records is None else records.read()
     out = {k: [] for k in ("archs", "fitness", "report", "metrics", "budgets", "cost")}
-    spent = 0.0
+    spent, evaluated = 0.0, 0
     with tqdm(total=steps, desc="search", disable=not progress) as bar:
         for t in itertools.count() if steps is None else range(steps):
             step_key = keys[t] if keys is not None else jax.random.fold_in(k_run, t)
@@ -114,12 +114,18 @@ def run(
                 out[k].append(v)
             out["metrics"].append({k: np.asarray(v) for k, v in metrics.items()})
             bar.update()
+            evaluated += len(archs)
+            if budget is not None and evaluated >= budget:  # asks of varying size (whole rungs) end early
+                break
             if fidelity and max_cost is not None:
                 spent += float(np.sum(cost))
                 if spent >= max_cost:
                     break
     metrics = {k: np.stack([m[k] for m in out["metrics"]]) for k in (out["metrics"][0] if out["metrics"] else {})}
     fidelity_run = bool(out["budgets"]) and out["budgets"][0] is not None
+    if len({len(a) for a in out["archs"]}) > 1:  # asks of varying size: one row per evaluation
+        rows = {k: [x[:, None] for x in out[k]] for k in ("archs", "fitness", "report", "budgets", "cost") if out[k][0] is not None}
+        out.update({k: list(np.concatenate(v)) for k, v in rows.items()})
     return Trace(np.stack(out["archs"]), np.stack(out["fitness"]), np.stack(out["report"]), metrics,
                  np.stack(out["budgets"]) if fidelity_run else None, np.stack(out["cost"]) if fidelity_run else None)
 

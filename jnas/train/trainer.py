@@ -2,10 +2,10 @@
 
 One jitted train step serves every architecture of a space (the architecture is an input
 array, as everywhere in jnas). ``fit`` runs epochs with tqdm bars, appends a row per epoch to
-``metrics.csv`` and checkpoints ``checkpoint.msgpack`` after each epoch; called again with the
-same ``out`` it resumes after the last finished epoch. All randomness is derived from one key
-by ``fold_in(epoch, step)``, so a resumed run ends with the same numbers as an uninterrupted
-one.
+``metrics.csv`` and saves the orbax checkpoint folder ``checkpoint.ckpt`` after each epoch;
+called again with the same ``out`` it resumes after the last finished epoch. All randomness
+is derived from one key by ``fold_in(epoch, step)``, so a resumed run ends with the same
+numbers as an uninterrupted one.
 
 Low-fidelity knobs: ``epochs`` (the cosine schedule is stretched over them, as NB201's 12-epoch
 runs were), data fraction (:func:`jnas.data.subset`), network size (``C``, ``N`` of the net)
@@ -202,7 +202,7 @@ def fit(
       train, val: uint8 image data (:func:`jnas.data.load`); ``val`` may be None.
       config: hyperparameters and low-fidelity knobs.
       key: one key for initialisation, batch order and augmentation.
-      out: folder for ``metrics.csv`` and ``checkpoint.msgpack``; resumes from them if present.
+      out: folder for ``metrics.csv`` and ``checkpoint.ckpt``; resumes from them if present.
       on_epoch: called with each finished epoch's record (after it is saved).
     Returns:
       final state, and one record per epoch (all epochs, including resumed ones).
@@ -220,7 +220,7 @@ def fit(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        ckpt, csv_path = out / "checkpoint.msgpack", out / "metrics.csv"
+        ckpt, csv_path = out / "checkpoint.ckpt", out / "metrics.csv"
         restored = checkpoints.restore(ckpt, state)
         if restored is not None:
             state, meta = restored

@@ -4,6 +4,7 @@ the driver without repeated evaluations."""
 
 import dataclasses
 import itertools
+import json
 
 import jax
 import numpy as np
@@ -149,6 +150,25 @@ def test_driver_resumes_a_multi_fidelity_run_without_repeating(tmp_path):
     assert resumed[-1]["total_cost"] == full[-1]["total_cost"] >= 600
     with pytest.raises(ValueError, match="holds another search"):
         evaluations(mf.hyperband(SPACE, 1, 27, 3), 600, key=3, log=tmp_path / "evals.jsonl")
+
+
+@pytest.mark.parametrize("method", ["sh", "hb", "bohb"])
+def test_whole_rungs_ask_each_rung_at_once_and_give_the_same_evaluations(tmp_path, method):
+    make = {"sh": lambda **k: mf.successive_halving(SPACE, 27, 1, 27, 3, **k),
+            "hb": lambda **k: mf.hyperband(SPACE, 1, 27, 3, **k), "bohb": lambda **k: mf.bohb(SPACE, 1, 27, 3, **k)}[method]
+    one = evaluations(make(), 700, key=5)
+    whole = evaluations(make(whole_rungs=True), 700, key=5, log=tmp_path / "evals.jsonl")
+    n = min(len(one), len(whole))
+    assert n >= len(one) - 27  # a cost stop lands at the end of a rung, not of one evaluation
+    assert [(r["arch"], r["budget"], r["value"]) for r in whole[:n]] == [(r["arch"], r["budget"], r["value"]) for r in one[:n]]
+    # Every ask is one whole rung: the rung sizes of the schedule, in order.
+    rungs = ([(n_i, r) for n_i, r in mf.sh_rungs(27, 1, 27, 3)] if method == "sh"
+             else [(n_i, r) for b in mf.hyperband_brackets(1, 27, 3) for n_i, r in b])
+    asks = [(len(rec["archs"]), rec["budgets"][0]) for rec in map(json.loads, (tmp_path / "evals.jsonl").read_text().splitlines())]
+    assert asks == (rungs * len(asks))[: len(asks)] and len(asks) > len(rungs)
+    # An evaluation budget counts evaluations, not asks.
+    trace = S.run(make(whole_rungs=True), None, mf.batched(toy_objective()), 30, jax.random.key(5), progress=False)
+    assert 30 <= trace.archs.shape[0] < 30 + 27 and trace.archs.shape[1] == 1
 
 
 def test_tpe_density_is_a_pmf_and_bandwidth_follows_the_rule():

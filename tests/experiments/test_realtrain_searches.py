@@ -13,7 +13,9 @@ from jnas.spaces import cnn_chain, tree
 
 
 def _stamps(folder):
-    return {p.name: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".msgpack")}
+    """Modification times of the evaluation logs and of every checkpoint file."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")
+            if p.is_file() and (p.suffix == ".jsonl" or any(q.endswith(".ckpt") for q in p.relative_to(folder).parts))}
 
 
 @pytest.mark.slow  # integration scale (real MNIST training); psoCNN's moves are unit-tested in tests/strategies/test_psocnn.py

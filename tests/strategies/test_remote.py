@@ -31,9 +31,17 @@ def table_lookup(arch, acc, log=None, kill_index=None, marker=None):
     return float(acc[index]), float(acc[index])
 
 
-def table_fidelity(arch, budget, acc12, acc200):
-    """A two-fidelity objective read from the table: budget >= 200 reads the 200-epoch column."""
+def table_fidelity(arch, budget, acc12, acc200, spans=None):
+    """A two-fidelity objective read from the table: budget >= 200 reads the 200-epoch column.
+    With ``spans``, each call appends its start and end time there after 0.2 s of sleep."""
+    import time
+
     index = int(nb201.to_index(np.asarray(arch)))
+    if spans is not None:
+        start = time.time()
+        time.sleep(0.2)
+        with open(spans, "a") as f:
+            f.write(f"{start} {time.time()}\n")
     value, cost = (acc200[index], 200.0) if budget >= 200 else (acc12[index], 12.0)
     return float(value), float(value), cost
 
@@ -72,7 +80,7 @@ def test_a_search_on_ray_equals_the_serial_search_even_when_a_worker_dies(local_
     assert [int(v) for v in log.read_text().split()] == finished
 
 
-def test_multi_fidelity_queries_run_on_ray_as_in_one_process(local_ray, table):
+def test_multi_fidelity_queries_run_on_ray_as_in_one_process(local_ray, table, tmp_path):
     import jax
 
     acc12, acc200 = (np.asarray(table.column(c)) for c in ("c10_test_acc_12ep", "c10_test_acc_200ep"))
@@ -86,3 +94,14 @@ def test_multi_fidelity_queries_run_on_ray_as_in_one_process(local_ray, table):
     np.testing.assert_array_equal(remote.budgets, serial.budgets)
     np.testing.assert_array_equal(remote.fitness, serial.fitness)
     np.testing.assert_array_equal(remote.cost, serial.cost)
+    # Whole rungs: each rung is one ask whose evaluations run side by side on the two workers,
+    # and the evaluations are the serial run's.
+    spans = tmp_path / "spans.txt"
+    rungs = mf.successive_halving(nb201.SPACE, n=9, r_min=12, r_max=200, eta=3, whole_rungs=True)
+    parallel = strategies.run(rungs, None, ray_objective(functools.partial(evaluate, spans=str(spans))), None, key,
+                              max_cost=800, progress=False)
+    n = min(len(parallel.archs), serial.archs.size // 6)
+    np.testing.assert_array_equal(parallel.archs.reshape(-1, 6)[:n], serial.archs.reshape(-1, 6)[:n])
+    np.testing.assert_array_equal(parallel.fitness.ravel()[:n], serial.fitness.ravel()[:n])
+    times = sorted(tuple(map(float, line.split())) for line in spans.read_text().splitlines())
+    assert any(b[0] < a[1] for a, b in zip(times, times[1:]))  # some evaluation started before another ended

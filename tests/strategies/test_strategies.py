@@ -155,3 +155,37 @@ def test_best_so_far_matches_a_loop():
 def test_tabular_objective_rejects_unknown_columns(table):
     with pytest.raises(ValueError, match="unknown column 'c10_acc'"):
         S.objectives.tabular(table, "c10_acc")
+
+
+# A fresh process with three CPU devices: five seeds (padded to six) split over them.
+_SEEDS_SPLIT = """
+import json, jax
+jax.config.update("jax_num_cpu_devices", 3)
+import numpy as np
+from jnas import strategies as S
+from tests.strategies.test_strategies import toy
+out = {}
+for name in ("rea", "rs", "reinforce"):
+    s = S.get(name)
+    runs = [S.run_seeds(s, toy, 30, 5, first_seed=2, devices=d) for d in (1, 3)]
+    out[name] = [[r[0].tolist(), r[1].tolist()] for r in runs]
+print(json.dumps(out))
+"""
+
+
+def test_seeds_split_over_devices_give_one_devices_searches():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", _SEEDS_SPLIT], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for name, (one, split) in json.loads(run.stdout.strip().splitlines()[-1]).items():
+        assert np.asarray(one[0]).shape == (5, 30)
+        np.testing.assert_array_equal(split, one, err_msg=name)
+    with pytest.raises(ValueError, match=r"devices must lie in 1\.\.\d+ \(the local cpu devices\)"):
+        S.run_seeds(S.get("rs"), toy, 10, 2, devices=jax.local_device_count() + 1)
