@@ -54,7 +54,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.common import parse, prepare_out, rank_agreement, save_figure, write_csv
-from jnas import checkpoints, strategies
+from jnas import strategies
 from jnas.benchmarks import nb201 as bench
 from jnas.data import load_cifar10_subset
 from jnas.oneshot import SearchConfig, driver, single_path
@@ -190,13 +190,9 @@ def train_supernet(cfg: Config, net, train: tuple, key: jax.Array, out: Path, hy
         raise ValueError(f"{len(train[0])} training images are fewer than one batch of {cfg.batch}")
     conf = SearchConfig(total_steps=cfg.epochs * steps)
     state = single_path.init_state(jax.random.fold_in(key, 0), net, jnp.asarray(train[0][:2]), conf, hyper_net)
-    start, ckpt = 0, out / "supernet.ckpt"
-    if (restored := checkpoints.restore(ckpt, state)) is not None:
-        state, meta = restored
-        start = int(meta["epoch"])
     step = single_path.make_step(net, conf, hyper_net)
-    log = Records(out / "train.jsonl", key=lambda r: r["epoch"])
-    for epoch in tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc="supernet epochs"):
+
+    def run_epoch(state: single_path.PathState, epoch: int) -> tuple[single_path.PathState, dict]:
         ke = jax.random.fold_in(key, 1 + epoch)
         perm = np.asarray(jax.random.permutation(ke, len(train[0])))
         loss = acc = 0.0
@@ -204,9 +200,10 @@ def train_supernet(cfg: Config, net, train: tuple, key: jax.Array, out: Path, hy
             idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
             state, m = step(state, (jnp.asarray(train[0][idx]), jnp.asarray(train[1][idx])), jax.random.fold_in(ke, 10_000 + i))
             loss, acc = loss + float(m["loss"]), acc + float(m["acc"])
-        log.append({"epoch": epoch + 1, "loss": loss / steps, "acc": acc / steps})
-        checkpoints.save(ckpt, state, epoch=epoch + 1)
-    return state
+        return state, {"epoch": epoch + 1, "loss": loss / steps, "acc": acc / steps}
+
+    log = Records(out / "train.jsonl", key=lambda r: r["epoch"])
+    return driver.resume_epochs(out / "supernet.ckpt", state, cfg.epochs, run_epoch, log.append, desc="supernet epochs")
 
 
 def train_gdas(cfg: Config, net, train: tuple, val: tuple, key: jax.Array, out: Path):

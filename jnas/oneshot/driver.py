@@ -50,14 +50,10 @@ def run_stage(
     k_init, k_alpha, k_run = jax.random.split(key, 3)
     alpha = stage.init_alpha(k_alpha)
     state = init_state(k_init, stage.net, alpha, lambda a: stage.mix(a, stage.op_mask), jnp.asarray(train[0][:2]), config)
-    start = 0
-    restored = checkpoints.restore(ckpt, state)
-    if restored is not None:
-        state, meta = restored
-        start = int(meta["epoch"])
     step = make_step(stage.net, stage.mix, config)
     steps = min(len(train[0]), len(val[0])) // batch
-    for epoch in range(start, stage.epochs):
+
+    def run_epoch(state: SearchState, epoch: int) -> tuple[SearchState, dict]:
         ke = jax.random.fold_in(k_run, epoch)
         pt = np.asarray(jax.random.permutation(jax.random.fold_in(ke, 0), len(train[0])))
         pv = np.asarray(jax.random.permutation(jax.random.fold_in(ke, 1), len(val[0])))
@@ -72,6 +68,22 @@ def run_stage(
         record["weights"] = jax.tree.map(lambda w: np.asarray(w).round(5).tolist(), stage.mix(state.alpha, stage.op_mask))
         if extra is not None:
             record |= extra(state, epoch + 1)
+        return state, record
+
+    return resume_epochs(ckpt, state, stage.epochs, run_epoch, log)
+
+
+def resume_epochs(ckpt: Path, state: Any, epochs: int, run_epoch: Callable[[Any, int], tuple[Any, dict]],
+                  log: Callable[[dict], None], desc: str = "epochs") -> Any:
+    """Restore ``state`` from ``ckpt`` when it holds one, then run the remaining epochs:
+    ``state, record = run_epoch(state, epoch)``, the record logged, then the state
+    checkpointed, so a killed run resumes after its last finished epoch."""
+    start = 0
+    if (restored := checkpoints.restore(ckpt, state)) is not None:
+        state, meta = restored
+        start = int(meta["epoch"])
+    for epoch in tqdm(range(start, epochs), initial=start, total=epochs, desc=desc):
+        state, record = run_epoch(state, epoch)
         log(record)
         checkpoints.save(ckpt, state, epoch=epoch + 1)
     return state
