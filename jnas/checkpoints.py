@@ -83,11 +83,17 @@ def _mismatch(saved: list[list], expected: list[list]) -> str:
     return ". ".join(parts)
 
 
+class _Damaged(ValueError):
+    """A checkpoint step that cannot be read back as it was written."""
+
+
 def _restore_step(manager: ocp.CheckpointManager, step: int, target: Any, where: str) -> tuple[Any, dict]:
     try:
         info = manager.restore(step, args=ocp.args.Composite(info=ocp.args.JsonRestore()))["info"]
     except Exception as e:  # orbax/tensorstore raise many types for unreadable files
         raise _Damaged(f"checkpoint {where} is damaged: its JSON item cannot be read ({type(e).__name__}: {str(e)[:200]})") from e
+    if not isinstance(info, dict) or not {"meta", "layout", "sha256"} <= set(info):
+        raise _Damaged(f"checkpoint {where} is damaged: its JSON item lacks the meta, layout and digest jnas writes")
     if (diff := _mismatch(info["layout"], _layout(target))):
         raise ValueError(f"checkpoint {where} holds a different state than the one to restore ({diff}); "
                          "it was written by another model or configuration: use another folder or delete it to start over")
@@ -98,10 +104,6 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, target: Any, where:
     if info["sha256"] is not None and (digest := _digest(state)) is not None and digest != info["sha256"]:
         raise _Damaged(f"checkpoint {where} is damaged: its values do not match their SHA-256")
     return state, dict(info["meta"])
-
-
-class _Damaged(ValueError):
-    """A checkpoint step that cannot be read back as it was written."""
 
 
 def restore(path: str | Path, target: Any) -> tuple[Any, dict] | None:

@@ -84,6 +84,9 @@ def test_values_that_do_not_match_their_digest_are_refused(tmp_path):
     info.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"step 1\) is damaged: its values do not match their SHA-256"):
         checkpoints.restore(path, _target())
+    info.write_text("{}")  # parseable, but not what jnas writes
+    with pytest.raises(ValueError, match=r"step 1\) is damaged: its JSON item lacks the meta, layout and digest"):
+        checkpoints.restore(path, _target())
 
 
 def test_another_models_checkpoint_and_a_file_are_refused_by_name(tmp_path):
