@@ -69,10 +69,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     split = {d: seed_searches(rea, objective, cfg.budget, devices=d) for d in counts}  # validates the counts first
 
     first_v, t_vmap = _time(lambda: many(keys), cfg.repeats)
+    reference = jax.tree.leaves(many(keys)[0])
     devices = {}
     for d, fn in split.items():
         first, t = _time(lambda: fn(keys), cfg.repeats)
-        same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fn(keys)[0]), jax.tree.leaves(many(keys)[0])))
+        same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fn(keys)[0]), reference))
         devices[str(d)] = {"s": t, "compile_s": first - t, "speedup_vs_vmap": t_vmap / t, "same_searches": same}
     first_s, t_scan = _time(lambda: [one(k) for k in keys], cfg.repeats)
     n_drv = min(cfg.driver_seeds, cfg.seeds)

@@ -123,11 +123,13 @@ def run(
                     break
     metrics = {k: np.stack([m[k] for m in out["metrics"]]) for k in (out["metrics"][0] if out["metrics"] else {})}
     fidelity_run = bool(out["budgets"]) and out["budgets"][0] is not None
-    if len({len(a) for a in out["archs"]}) > 1:  # asks of varying size: one row per evaluation
-        rows = {k: [x[:, None] for x in out[k]] for k in ("archs", "fitness", "report", "budgets", "cost") if out[k][0] is not None}
-        out.update({k: list(np.concatenate(v)) for k, v in rows.items()})
-    return Trace(np.stack(out["archs"]), np.stack(out["fitness"]), np.stack(out["report"]), metrics,
-                 np.stack(out["budgets"]) if fidelity_run else None, np.stack(out["cost"]) if fidelity_run else None)
+    ragged = len({len(a) for a in out["archs"]}) > 1
+
+    def rows(k: str) -> np.ndarray:  # (steps, B, ...), or one row per evaluation when asks vary in size
+        return np.concatenate(out[k])[:, None] if ragged else np.stack(out[k])
+
+    return Trace(rows("archs"), rows("fitness"), rows("report"), metrics,
+                 rows("budgets") if fidelity_run else None, rows("cost") if fidelity_run else None)
 
 
 def _finite_fitness(fit: np.ndarray, worst: np.ndarray | None, nonfinite: str, step: int, archs: np.ndarray):
